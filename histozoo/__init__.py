@@ -1,0 +1,1 @@
+"""The ``histozoo`` command line (the CLI only; the library is ``zoo``)."""

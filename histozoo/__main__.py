@@ -1,0 +1,5 @@
+import sys
+
+from histozoo.cli import main
+
+sys.exit(main())

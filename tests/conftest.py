@@ -1,0 +1,38 @@
+"""Shared fixtures. Real datasets come from ../shared/data (or $HISTOZOO_DATA) through ``shared_data`` only:
+it skips with a clear reason on a machine without the data, and fails when CI=true."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+
+
+def _data_root() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("HISTOZOO_DATA", DEFAULT_DATA))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> pathlib.Path:
+    """The folder holding tnbc/, monuseg2018/, crchistophenotypes/, bone_marrow_kainz2015/."""
+    root = _data_root()
+    if not (root / "tnbc").is_dir():
+        msg = f"real datasets not found at {root} (set HISTOZOO_DATA to the folder holding tnbc/, monuseg2018/, ...)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(msg + "; CI=true requires them")
+        pytest.skip(msg)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tnbc_records(shared_data, tmp_path_factory) -> pathlib.Path:
+    """TNBC built once per session into a temporary folder (about 10 s)."""
+    from zoo.data.build import build
+
+    out = tmp_path_factory.mktemp("tnbc_records")
+    build("tnbc", str(shared_data / "tnbc"), str(out), progress=False)
+    return out

@@ -1,0 +1,187 @@
+"""Build GZIP record shards of a dataset: reader -> records.encode -> ``{split}-NNNNN.tfrecord.gz``.
+
+Writes, in ``out``: the shards, ``summary.json`` (per split: images, nuclei, points, counts per class, image ids)
+and, for datasets with cross-validation folds, ``folds.json``. Everything is first written into a hidden
+temporary folder inside ``out`` and moved into place only when the whole build succeeded, so a failed build
+leaves ``out`` as it was and names the input file that broke it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import tempfile
+import time
+from collections import Counter, defaultdict
+
+import numpy as np
+
+from zoo.data import records
+from zoo.data.readers import get_reader
+from zoo.data.sample import Sample
+from zoo.errors import DataError, ZooError
+
+SUMMARY = "summary.json"
+FOLDS = "folds.json"
+
+
+def _counts(sample: Sample, class_names: tuple) -> dict:
+    """Per-image nucleus counts by type name ("unknown" for type 0) from instances and points."""
+    by_class: Counter = Counter()
+    if sample.instances is not None:
+        ids = np.unique(sample.instances)
+        ids = ids[ids != 0]
+        cls = dict(zip(np.asarray(sample.instance_ids if sample.instance_ids is not None else [], int).tolist(),
+                       np.asarray(sample.instance_classes if sample.instance_classes is not None else [], int).tolist()))
+        for i in ids.tolist():
+            by_class[_type_name(cls.get(i, 0), class_names)] += 1
+    points: Counter = Counter()
+    if sample.points_yx is not None:
+        pc = sample.point_classes if sample.point_classes is not None else np.zeros(sample.num_points, int)
+        for c in np.asarray(pc).tolist():
+            points[_type_name(c, class_names)] += 1
+    return {"nuclei": sample.num_instances, "points": sample.num_points,
+            "nuclei_by_class": dict(by_class), "points_by_class": dict(points)}
+
+
+def _type_name(c: int, class_names: tuple) -> str:
+    return class_names[c - 1] if 1 <= c <= len(class_names) else "unknown"
+
+
+def _empty_split() -> dict:
+    return {"images": 0, "nuclei": 0, "points": 0, "nuclei_by_class": Counter(), "points_by_class": Counter(),
+            "sources": set(), "image_ids": []}
+
+
+def build(dataset: str, root: str, out: str, per_shard: int = 32, progress: bool = True, **options) -> dict:
+    """Read ``dataset`` from ``root`` and write its records into ``out``; returns the summary dict."""
+    reader = get_reader(dataset)(root, **options)
+    items = reader.items()
+    if not items:
+        raise DataError(root, f"no {dataset} images found")
+    os.makedirs(out, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".building-", dir=out)
+    t0 = time.time()
+    writers: dict[str, records.ShardWriter] = {}
+    splits: dict[str, dict] = defaultdict(_empty_split)
+    try:
+        bar = _progress(items, f"{dataset}", progress)
+        for item in bar:
+            try:
+                sample = reader.read(item)
+                rec = records.encode(sample)
+            except ZooError:
+                raise
+            except Exception as e:
+                raise DataError(str(item), f"failed to read ({type(e).__name__}: {e})") from None
+            if sample.split not in writers:
+                writers[sample.split] = records.ShardWriter(tmp, sample.split, per_shard)
+            writers[sample.split].write(rec)
+            s = splits[sample.split]
+            c = _counts(sample, reader.class_names)
+            s["images"] += 1
+            s["nuclei"] += c["nuclei"]
+            s["points"] += c["points"]
+            s["nuclei_by_class"].update(c["nuclei_by_class"])
+            s["points_by_class"].update(c["points_by_class"])
+            s["sources"].add(sample.source_id)
+            s["image_ids"].append(sample.image_id)
+        shard_paths = {k: [os.path.basename(p) for p in w.close()] for k, w in writers.items()}
+        summary = {
+            "dataset": dataset,
+            "root": os.path.abspath(root),
+            "options": options,
+            "class_names": list(reader.class_names),
+            "splits": {k: {"images": v["images"], "nuclei": v["nuclei"], "points": v["points"],
+                           "nuclei_by_class": dict(sorted(v["nuclei_by_class"].items())),
+                           "points_by_class": dict(sorted(v["points_by_class"].items())),
+                           "sources": len(v["sources"]), "image_ids": v["image_ids"],
+                           "shards": shard_paths[k]} for k, v in sorted(splits.items())},
+        }
+        _write_json(os.path.join(tmp, SUMMARY), summary)
+        folds = reader.folds()
+        if folds:
+            _write_json(os.path.join(tmp, FOLDS), {"dataset": dataset, "scheme": "leave-one-source-out",
+                                                   "folds": folds})
+        _commit(tmp, out)
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    summary["wall_s"] = round(time.time() - t0, 2)
+    summary["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return summary
+
+
+def _commit(tmp: str, out: str) -> None:
+    """Replace the previous build's files in ``out`` by the new ones (each move is an atomic rename)."""
+    old = [f for f in os.listdir(out) if f.endswith(records.SHARD_SUFFIX) or f in (SUMMARY, FOLDS)]
+    new = set(os.listdir(tmp))
+    for f in sorted(new):
+        os.replace(os.path.join(tmp, f), os.path.join(out, f))
+    for f in old:
+        if f not in new:
+            os.remove(os.path.join(out, f))
+    os.rmdir(tmp)
+
+
+def _write_json(path: str, obj) -> None:
+    with open(path + ".tmp", "w") as fh:
+        json.dump(obj, fh, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def _progress(items, desc: str, enabled: bool):
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="img", dynamic_ncols=True)
+
+
+def load_summary(data_dir: str) -> dict:
+    path = os.path.join(data_dir, SUMMARY)
+    if not os.path.isfile(path):
+        raise DataError(data_dir, f"no {SUMMARY}: not a built data directory (run `histozoo data build`)")
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def select(data_dir: str, split: str = "train", fold: int | None = None) -> tuple[list[str], set[str] | None]:
+    """The shard paths and image-id filter for ``split`` of a built dataset.
+
+    Without ``fold``: the shards of that split, no filter. With ``fold=k`` (datasets with folds.json, e.g.
+    TNBC's 11 leave-one-patient-out folds): all shards, filtered to fold k's ``train`` or ``test`` image ids.
+    """
+    if fold is None:
+        return records.list_shards(data_dir, split), None
+    path = os.path.join(data_dir, FOLDS)
+    if not os.path.isfile(path):
+        raise DataError(data_dir, f"--fold given but the dataset has no {FOLDS}")
+    with open(path) as fh:
+        folds = {f["fold"]: f for f in json.load(fh)["folds"]}
+    if fold not in folds:
+        raise DataError(path, f"fold {fold} does not exist (folds: {min(folds)}..{max(folds)})")
+    if split not in ("train", "test"):
+        raise DataError(path, f"with --fold the split must be 'train' or 'test', got {split!r}")
+    return records.list_shards(data_dir), set(folds[fold][split])
+
+
+def format_summary(summary: dict) -> str:
+    """A plain-text table of the per-split counts."""
+    names = sorted({c for s in summary["splits"].values() for c in list(s["nuclei_by_class"]) + list(s["points_by_class"])})
+    head = ["split", "images", "sources", "nuclei", "points"] + [f"{n}" for n in names]
+    rows = []
+    for k, s in summary["splits"].items():
+        per = [s["nuclei_by_class"].get(n, 0) + s["points_by_class"].get(n, 0) for n in names]
+        rows.append([k, s["images"], s["sources"], s["nuclei"], s["points"]] + per)
+    if len(rows) > 1:
+        rows.append(["total"] + [sum(r[i] for r in rows) for i in range(1, len(head))])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    fmt = lambda r: "  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(r, widths)))
+    lines = [f"{summary['dataset']}: " + (f"per-class columns count nuclei + points" if names else "untyped"),
+             fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,77 @@
+"""Dataset readers, registered by name. A reader turns a raw dataset folder into ``Sample`` objects.
+
+    reader = get_reader("tnbc")(root)       # raises DataError if root is not that dataset
+    for item in reader.items(): sample = reader.read(item)
+
+Add a dataset by writing ``readers/<name>.py`` with a ``@register("<name>")`` subclass of ``Reader``
+and importing it below.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from zoo.data.sample import Sample
+from zoo.errors import DataError
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register(name: str) -> Callable[[type], type]:
+    def deco(cls):
+        if name in _REGISTRY:
+            raise ValueError(f"reader {name!r} registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def available() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_reader(name: str):
+    if name not in _REGISTRY:
+        from zoo.errors import ConfigError
+
+        raise ConfigError(f"unknown dataset {name!r}; available: {', '.join(available())}")
+    return _REGISTRY[name]
+
+
+class Reader:
+    """Base class. Subclasses set ``class_names`` and implement ``items`` and ``read``."""
+
+    name: str = ""
+    class_names: tuple = ()
+    #: a relative path that must exist under root for it to be this dataset (checked in __init__)
+    marker: str = ""
+
+    def __init__(self, root: str, **options: Any):
+        self.root = os.path.abspath(root)
+        self.options = options
+        if not os.path.isdir(self.root):
+            raise DataError(root, "dataset root is not a directory")
+        if self.marker and not os.path.exists(os.path.join(self.root, self.marker)):
+            raise DataError(root, f"not a {self.name} dataset folder (expected {self.marker!r} inside it)")
+
+    def items(self) -> list:
+        """A cheap list of what ``read`` takes, one per image, in a deterministic order."""
+        raise NotImplementedError
+
+    def read(self, item) -> Sample:
+        raise NotImplementedError
+
+    def folds(self) -> list[dict] | None:
+        """Cross-validation folds as ``[{"fold": k, "test": [image ids], "train": [...]}]``, or None."""
+        return None
+
+    def __iter__(self):
+        for it in self.items():
+            yield self.read(it)
+
+
+# Import the readers so they register themselves.
+from zoo.data.readers import tnbc  # noqa: E402,F401
