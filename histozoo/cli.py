@@ -91,8 +91,133 @@ def _add_data(sub) -> None:
     lst.set_defaults(func=_cmd_data_list)
 
 
+# ---------------------------------------------------------------------------------------- train / evaluate
+def _load_experiment(args):
+    from zoo.training import ExperimentConfig
+
+    cfg = ExperimentConfig.load(args.config) if args.config else ExperimentConfig()
+    changes = {"model": args.model} if getattr(args, "model", None) else {}
+    if getattr(args, "data", None):
+        changes["data_dir"] = args.data
+    if getattr(args, "fold", None) is not None:
+        changes["fold"] = args.fold
+    for k in ("epochs", "steps_per_epoch", "seed"):
+        if getattr(args, k, None) is not None:
+            changes[k] = getattr(args, k)
+    if getattr(args, "name", None):
+        changes["name"] = args.name
+    changes.update(_parse_options(getattr(args, "set", None)))
+    try:
+        return cfg.from_dict({**cfg.to_dict(), **changes})
+    except TypeError as e:
+        from zoo.errors import ConfigError
+
+        raise ConfigError(str(e)) from None
+
+
+def _cmd_train(args) -> int:
+    from zoo.training import train
+
+    cfg = _load_experiment(args)
+    res = train(cfg, output_dir=args.out, resume=args.resume, tracking=False if args.no_tracking else None)
+    if res.metrics:
+        print(json.dumps(res.metrics, indent=1))
+    print(f"run {res.run_id or '(not tracked)'}; outputs in {os.path.abspath(res.output_dir)}"
+          + (f"; registered version {res.registered_version}" if res.registered_version else ""))
+    return 0
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a zoo model (the one training core; tracked in MLflow)")
+    p.add_argument("model", nargs="?", help="registered model name (overrides the config's model)")
+    p.add_argument("--data", help="a built data folder (overrides data_dir)")
+    p.add_argument("--config", help="experiment config, YAML or JSON (zoo.training.ExperimentConfig)")
+    p.add_argument("--fold", type=int, help="cross-validation fold (TNBC: 1..11)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--steps-per-epoch", dest="steps_per_epoch", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--name", help="run name")
+    p.add_argument("--set", action="append", metavar="KEY=JSON", help="override a top-level config key (repeatable)")
+    p.add_argument("--out", help="output folder (default runs/<name>)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_evaluate(args) -> int:
+    from zoo.evaluation import evaluate, format_table
+    from zoo.training.tracking import load_model
+
+    model = load_model(args.model)
+    post = _parse_options(args.postprocess) or None
+    res = evaluate(model, args.data, split=args.split, fold=args.fold, postprocess=post, progress=True)
+    print(format_table(res, args.keys.split(",") if args.keys else None))
+    if args.out:
+        from zoo.training.train import _write_json
+
+        _write_json(args.out, res)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="score a model (.keras file, run id, runs:/ or models:/ URI) on a split")
+    p.add_argument("model", help="a .keras file, an MLflow run id, runs:/<id>/model or models:/<name>@champion")
+    p.add_argument("--data", required=True, help="a built data folder")
+    p.add_argument("--split", default="test")
+    p.add_argument("--fold", type=int)
+    p.add_argument("--postprocess", action="append", metavar="KEY=VALUE",
+                   help="e.g. method=dynamics_watershed, lam=7 (repeatable)")
+    p.add_argument("--keys", help="comma-separated metric columns for the table (default: all)")
+    p.add_argument("--out", help="write the full result JSON here")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+# ------------------------------------------------------------------------------------------------ registry
+def _cmd_registry_promote(args) -> int:
+    from zoo.training.tracking import promote
+
+    d = promote(args.name, args.metric, margin=args.margin, version=args.version,
+                greater_is_better=not args.lower_is_better)
+    print(("PROMOTED: " if d["promoted"] else "kept champion: ") + d["reason"])
+    print(json.dumps(d, indent=1))
+    return 0
+
+
+def _cmd_registry_list(args) -> int:
+    from zoo.training.tracking import _mlflow
+
+    client = _mlflow().MlflowClient()
+    aliases = {}
+    for rm in client.search_registered_models(f"name='{args.name}'"):
+        aliases = {str(v): a for a, v in (rm.aliases or {}).items()}
+    for v in sorted(client.search_model_versions(f"name='{args.name}'"), key=lambda v: int(v.version)):
+        run = client.get_run(v.run_id) if v.run_id else None
+        val = run.data.metrics.get(args.metric) if (run and args.metric) else None
+        print(f"v{v.version:<4} {aliases.get(str(v.version), ''):10s} run {v.run_id}"
+              + (f"  {args.metric}={val:.4f}" if val is not None else "")
+              + f"  {v.tags.get('promotion.decision', '')}")
+    return 0
+
+
+def _add_registry(sub) -> None:
+    p = sub.add_parser("registry", help="MLflow model registry: list versions, promote a challenger")
+    rsub = p.add_subparsers(dest="registry_cmd", required=True)
+    pr = rsub.add_parser("promote", help="move the champion alias to a challenger only if it wins on a metric")
+    pr.add_argument("name", help="registered model name")
+    pr.add_argument("--metric", required=True, help="run metric to compare, e.g. test_aji")
+    pr.add_argument("--margin", type=float, default=0.0, help="required improvement (default 0)")
+    pr.add_argument("--version", help="challenger version (default: newest)")
+    pr.add_argument("--lower-is-better", action="store_true")
+    pr.set_defaults(func=_cmd_registry_promote)
+    ls = rsub.add_parser("list", help="list versions, aliases and a metric")
+    ls.add_argument("name")
+    ls.add_argument("--metric", default="")
+    ls.set_defaults(func=_cmd_registry_list)
+
+
 # ------------------------------------------------------------------------------------------------- main
-_COMMANDS = [_add_data]
+_COMMANDS = [_add_data, _add_train, _add_evaluate, _add_registry]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,260 @@
+"""MLflow tracking for training runs, and the model registry's champion/challenger promotion.
+
+Default store: an embedded sqlite database under the working directory (``mlruns/mlflow.db``, artifacts in
+``mlruns/artifacts``); ``MLFLOW_TRACKING_URI`` overrides (e.g. ``http://127.0.0.1:5000`` for an ``mlflow server``).
+Tracking never stops training: if the server is unreachable or a call fails, ``Tracker`` says so once on stderr
+and carries on without it (checkpoints are written independently).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from typing import Any, Optional
+
+from zoo.errors import ConfigError, ZooError
+
+DEFAULT_DIR = "mlruns"
+CHAMPION = "champion"
+
+
+def tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI`` or the embedded sqlite store under the working directory."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if uri:
+        return uri
+    os.makedirs(DEFAULT_DIR, exist_ok=True)
+    return f"sqlite:///{os.path.abspath(os.path.join(DEFAULT_DIR, 'mlflow.db'))}"
+
+
+def _artifact_root() -> Optional[str]:
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return None  # the server decides
+    return "file://" + os.path.abspath(os.path.join(DEFAULT_DIR, "artifacts"))
+
+
+def _reachable(uri: str, timeout: float = 3.0) -> bool:
+    if not uri.startswith(("http://", "https://")):
+        return True
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:
+            return r.status == 200
+    except Exception:
+        return False
+
+
+def _mlflow():
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow
+
+
+def ensure_experiment(name: str) -> str:
+    mlflow = _mlflow()
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    return mlflow.create_experiment(name, artifact_location=_artifact_root())
+
+
+class Tracker:
+    """A fault-tolerant wrapper around one MLflow run. Every method is a no-op once tracking is disabled."""
+
+    def __init__(self, enabled: bool = True, experiment: str = "histozoo", run_name: str = "",
+                 run_id: Optional[str] = None):
+        self.enabled = enabled
+        self.run_id: Optional[str] = None
+        self._mlflow = None
+        if not enabled:
+            return
+        uri = tracking_uri()
+        if not _reachable(uri):
+            self._disable(f"tracking server {uri} is unreachable")
+            return
+        try:
+            mlflow = _mlflow()
+            exp_id = ensure_experiment(experiment)
+            run = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else exp_id,
+                                   run_name=None if run_id else (run_name or None))
+            self.run_id = run.info.run_id
+            self._mlflow = mlflow
+        except Exception as e:  # noqa: BLE001 — tracking must never stop training
+            self._disable(f"could not start an MLflow run at {uri} ({type(e).__name__}: {str(e)[:200]})")
+
+    def _disable(self, why: str) -> None:
+        if self.enabled:
+            print(f"histozoo: warning: {why}; training continues without MLflow tracking", file=sys.stderr)
+        self.enabled = False
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        if not self.enabled or self._mlflow is None:
+            return None
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001
+            self._disable(f"MLflow {what} failed ({type(e).__name__}: {str(e)[:200]})")
+            return None
+
+    def log_params(self, params: dict) -> None:
+        flat = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in _flatten(params).items()}
+        self._call("log_params", lambda: self._mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()}))
+
+    def log_metrics(self, metrics: dict, step: Optional[int] = None) -> None:
+        clean = {k: float(v) for k, v in metrics.items() if _is_number(v)}
+        self._call("log_metrics", lambda: self._mlflow.log_metrics(clean, step=step))
+
+    def log_artifact(self, path: str, artifact_path: Optional[str] = None) -> None:
+        if os.path.isdir(path):
+            self._call("log_artifacts", lambda: self._mlflow.log_artifacts(path, artifact_path))
+        else:
+            self._call("log_artifact", lambda: self._mlflow.log_artifact(path, artifact_path))
+
+    def log_dict(self, obj: Any, name: str) -> None:
+        self._call("log_dict", lambda: self._mlflow.log_dict(obj, name))
+
+    def set_tags(self, tags: dict) -> None:
+        self._call("set_tags", lambda: self._mlflow.set_tags({k: str(v) for k, v in tags.items()}))
+
+    def log_model(self, model, registered_name: str = "") -> Optional[str]:
+        """Log the Keras model (loads in a fresh process with ``load_model``); register it when a name is given.
+        Returns the registered version (as a string) or None."""
+        def _log():
+            info = self._mlflow.tensorflow.log_model(
+                model, name="model", pip_requirements=pip_requirements(),
+                registered_model_name=registered_name or None)
+            return str(info.registered_model_version) if registered_name else None
+        return self._call("log_model", _log)
+
+    def end(self, status: str = "FINISHED") -> None:
+        self._call("end_run", lambda: self._mlflow.end_run(status=status))
+
+
+def pip_requirements() -> list[str]:
+    """The pins a served/loaded model needs (what this process runs with)."""
+    from importlib import metadata
+
+    out = []
+    for pkg in ("tensorflow", "keras", "keras-hub", "numpy", "scipy", "scikit-image", "histozoo"):
+        try:
+            out.append(f"{pkg}=={metadata.version(pkg)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+# ------------------------------------------------------------------------------------------------ loading
+def load_model(uri: str):
+    """Load a Keras model from a ``.keras`` file, a run (``runs:/<id>/model``), a run id, or the registry
+    (``models:/<name>/<version>`` or ``models:/<name>@champion``)."""
+    import keras
+
+    import zoo.models  # noqa: F401 — registers the custom layers/models for deserialisation
+
+    if os.path.isfile(uri) and uri.endswith(".keras"):
+        return keras.models.load_model(uri)
+    if os.path.exists(uri):
+        raise ConfigError(f"{uri}: expected a .keras file or an MLflow model URI (runs:/..., models:/...)")
+    mlflow = _mlflow()
+    if "/" not in uri and ":" not in uri:
+        uri = f"runs:/{uri}/model"
+    try:
+        return mlflow.tensorflow.load_model(uri)
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(f"{uri}: could not load the model from MLflow at {tracking_uri()} "
+                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+
+
+# ----------------------------------------------------------------------------------------------- registry
+def promote(name: str, metric: str, margin: float = 0.0, version: Optional[str] = None,
+            greater_is_better: bool = True, alias: str = CHAMPION) -> dict:
+    """Move ``alias`` to the challenger (``version``, default: the newest version) only when its ``metric``
+    beats the current champion's by more than ``margin``. Records the decision as tags on the challenger
+    (``promotion.decision``, ``promotion.reason``) either way. Returns the decision dict.
+
+    The metric is read from the version's run (``metrics.<metric>``), e.g. ``test_aji``.
+    """
+    mlflow = _mlflow()
+    client = mlflow.MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except Exception as e:  # noqa: BLE001
+        raise ZooError(f"registered model {name!r}: cannot list versions at {tracking_uri()} ({e})") from None
+    if not versions:
+        raise ConfigError(f"registered model {name!r} has no versions at {tracking_uri()}")
+    by_v = {str(v.version): v for v in versions}
+    challenger_v = str(version) if version is not None else max(by_v, key=int)
+    if challenger_v not in by_v:
+        raise ConfigError(f"registered model {name!r} has no version {challenger_v} (has {', '.join(sorted(by_v, key=int))})")
+
+    def metric_of(v) -> Optional[float]:
+        if not v.run_id:
+            return None
+        return client.get_run(v.run_id).data.metrics.get(metric)
+
+    challenger = by_v[challenger_v]
+    c_val = metric_of(challenger)
+    if c_val is None:
+        raise ConfigError(f"{name} v{challenger_v}: its run has no metric {metric!r}")
+    try:
+        champ = client.get_model_version_by_alias(name, alias)
+    except Exception:  # noqa: BLE001 — no champion yet
+        champ = None
+    if champ is None:
+        promoted, reason = True, f"no {alias} yet; v{challenger_v} {metric}={c_val:.6g} becomes {alias}"
+        champ_v, champ_val = None, None
+    elif str(champ.version) == challenger_v:
+        promoted, reason = False, f"v{challenger_v} is already {alias}"
+        champ_v, champ_val = challenger_v, c_val
+    else:
+        champ_v, champ_val = str(champ.version), metric_of(champ)
+        if champ_val is None:
+            promoted, reason = True, f"{alias} v{champ_v} has no {metric}; v{challenger_v} ({c_val:.6g}) replaces it"
+        else:
+            gain = (c_val - champ_val) if greater_is_better else (champ_val - c_val)
+            promoted = gain > margin
+            reason = (f"v{challenger_v} {metric}={c_val:.6g} vs {alias} v{champ_v} {champ_val:.6g}: "
+                      f"gain {gain:+.6g} {'>' if promoted else '<='} margin {margin:g}")
+    if promoted:
+        client.set_registered_model_alias(name, alias, challenger_v)
+    decision = {"model": name, "challenger": challenger_v, "champion_before": champ_v, "metric": metric,
+                "challenger_value": c_val, "champion_value": champ_val, "margin": margin, "promoted": promoted,
+                "reason": reason, "champion_after": challenger_v if promoted else champ_v}
+    client.set_model_version_tag(name, challenger_v, "promotion.decision", "promoted" if promoted else "rejected")
+    client.set_model_version_tag(name, challenger_v, "promotion.reason", reason)
+    return decision
+
+
+def register_run_model(run_id: str, name: str, tags: Optional[dict] = None) -> str:
+    """Register ``runs:/<run_id>/model`` as a new version of ``name``; returns the version."""
+    mlflow = _mlflow()
+    mv = mlflow.register_model(f"runs:/{run_id}/model", name)
+    client = mlflow.MlflowClient()
+    for k, v in (tags or {}).items():
+        client.set_model_version_tag(name, mv.version, k, str(v))
+    return str(mv.version)
