@@ -10,7 +10,8 @@
   pixels that touch them).
 
 All functions take and return integer label maps with 0 = background; they are vectorised (bincount / lookup
-tables / scikit-image's compiled flooding), never a Python loop over instances.
+tables / scikit-image's compiled flooding), never a Python loop over instances. ``relabel_sequential`` and
+``instance_classes`` are zoo.metrics.instance's ``remap_label`` and ``instance_classes`` (one definition each).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import numpy as np
 from scipy import ndimage
 
 from zoo.errors import ConfigError
+from zoo.metrics.instance import instance_classes  # noqa: F401  (majority class per instance from a class map)
+from zoo.metrics.instance import remap_label as relabel_sequential  # one definition, in zoo.metrics
 
 __all__ = ["relabel_sequential", "remove_small", "instance_classes", "instances_from_inner_contour",
            "instances_from_three_class", "label_components"]
@@ -59,15 +62,6 @@ def label_components(mask, connectivity: int = 8) -> np.ndarray:
     return labels.astype(np.int32, copy=False)
 
 
-def relabel_sequential(instances) -> np.ndarray:
-    """Map the non-zero labels, in increasing order, to 1..N (0 stays background); returns int32."""
-    a = _as_label_map(instances)
-    ids, inverse = np.unique(a, return_inverse=True)
-    # ids is sorted, so 0 (when present) is first and keeps 0; the others become 1..N in order
-    lut = np.arange(len(ids), dtype=np.int32) + (0 if ids.size and ids[0] == 0 else 1)
-    return lut[inverse.reshape(a.shape)]
-
-
 def remove_small(instances, min_size: int) -> np.ndarray:
     """Set to 0 every instance with fewer than ``min_size`` pixels; the other labels keep their ids (int32)."""
     a = _as_label_map(instances)
@@ -81,28 +75,6 @@ def remove_small(instances, min_size: int) -> np.ndarray:
     small[0] = False
     out[small[out]] = 0
     return out
-
-
-def instance_classes(instances, class_map, num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Majority class of each instance over its pixels, ignoring class 0 (background) where any typed pixel exists.
-
-    Returns ``(ids, classes)``: the sorted non-zero instance ids and, for each, the most frequent non-zero class of
-    ``class_map`` inside it (0 when the instance covers only class-0 pixels; ties go to the smaller class index).
-    This is how a per-pixel type map (Qu et al.'s three inner-class channels) becomes a type per nucleus.
-    """
-    inst = _as_label_map(instances)
-    cls = _as_label_map(class_map, "class_map")
-    if inst.shape != cls.shape:
-        raise ConfigError(f"class_map shape {cls.shape} != instances shape {inst.shape}")
-    ids, inv = np.unique(inst, return_inverse=True)
-    inv = inv.reshape(inst.shape)
-    k = int(cls.max()) + 1 if num_classes is None else int(num_classes) + 1
-    counts = np.bincount((inv.ravel().astype(np.int64) * k + cls.ravel()), minlength=len(ids) * k).reshape(len(ids), k)
-    keep = ids != 0
-    counts = counts[keep]
-    typed = counts[:, 1:]
-    best = np.where(typed.sum(1) > 0, typed.argmax(1) + 1, 0) if typed.shape[1] else np.zeros(len(counts), int)
-    return ids[keep].astype(np.int64), best.astype(np.int64)
 
 
 def instances_from_inner_contour(inner, contour=None, *, threshold: float = 0.5, radius: int = 1,

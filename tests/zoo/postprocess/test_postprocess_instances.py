@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from zoo.errors import ConfigError
-from zoo.postprocess import (instance_classes, instances_from_inner_contour, instances_from_three_class,
+from zoo.postprocess import (instances_from_inner_contour, instances_from_three_class,
                              relabel_sequential, remove_small)
 
 
@@ -28,14 +28,6 @@ def test_remove_small_counts_pixels():
         remove_small(a, -1)
     with pytest.raises(ConfigError, match="integer"):
         remove_small(a.astype(float), 2)
-
-
-def test_instance_classes_majority_ignoring_background_class():
-    inst = np.array([[1, 1, 1, 0], [4, 4, 0, 6]])
-    cls = np.array([[2, 2, 3, 0], [0, 1, 0, 0]])
-    ids, classes = instance_classes(inst, cls)
-    np.testing.assert_array_equal(ids, [1, 4, 6])
-    np.testing.assert_array_equal(classes, [2, 1, 0])   # 4: one class-0 and one class-1 pixel -> 1; 6: untyped
 
 
 def two_touching_nuclei():
