@@ -1,0 +1,19 @@
+"""histozoo's losses, registered by name: ``get_loss(name, **options)``; ``available_losses()``.
+
+Segmentation losses take integer labels ``[B, H, W]``, softmax probabilities ``[B, H, W, C]`` and Keras' per-pixel
+``sample_weight`` ``[B, H, W]`` (zoo.losses.pixel):
+
+- ``weighted_ce``: Naylor et al.'s per-pixel weighted log loss (class weights and/or weight maps);
+- ``dice``: soft multi-class Dice;
+- ``ce_dice``: their weighted sum.
+
+Importing this package registers the loss classes with Keras (a compiled ``.keras`` file names them).
+"""
+
+from zoo.losses.registry import available_losses, get_loss, register_loss
+from zoo.losses.pixel import PixelLoss
+from zoo.losses.cross_entropy import WeightedCrossEntropy, pixel_cross_entropy
+from zoo.losses.dice import CrossEntropyDice, SoftDice
+
+__all__ = ["available_losses", "get_loss", "register_loss", "PixelLoss", "WeightedCrossEntropy",
+           "pixel_cross_entropy", "SoftDice", "CrossEntropyDice"]

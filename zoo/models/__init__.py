@@ -1,0 +1,25 @@
+"""histozoo's segmentation models, registered by name.
+
+    from zoo import models
+    models.available()                       # ['deconvnet', 'ensemble', 'fcn8s', 'pangnet', 'unet']
+    net = models.build("unet", {"num_classes": 3})
+    probs = net(images)                      # float32 [B, H, W, 3] in [0, 1] -> softmax [B, H, W, num_classes]
+
+Every model is a Keras 3 subclassed ``SegmentationModel`` built from a frozen, validated config dataclass
+(``models.get(name).config_class``); the input/output contract, normalisation and padding to ``model.min_divisor`` are
+described in zoo.models.base. Importing this package registers every model (and its layers) with Keras, which a
+process must do before ``keras.saving.load_model`` reads a histozoo ``.keras`` file.
+
+Papers: PangNet, FCN-8s, DeconvNet and their ensemble (Naylor et al. 2017, section 5) in ``naylor``; Yuan & Suh's
+U-Net (section 3.2) in ``unet``; the VGG16 encoder and its weight loading in ``vgg``.
+"""
+
+from zoo.models.base import ModelConfig, SegmentationModel
+from zoo.models.registry import available, build, get, register
+from zoo.models.naylor import (DeconvNet, DeconvNetConfig, Ensemble, EnsembleConfig, EnsembleMember, FCN8s,
+                               FCN8sConfig, PangNet, PangNetConfig)
+from zoo.models.unet import UNet, UNetConfig
+
+__all__ = ["ModelConfig", "SegmentationModel", "available", "build", "get", "register", "PangNet", "PangNetConfig",
+           "FCN8s", "FCN8sConfig", "DeconvNet", "DeconvNetConfig", "Ensemble", "EnsembleConfig", "EnsembleMember",
+           "UNet", "UNetConfig"]

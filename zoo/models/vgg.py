@@ -1,0 +1,141 @@
+"""The VGG16 encoder shared by FCN-8s and DeconvNet (Simonyan & Zisserman 2015, configuration D: 13 3x3 convs in
+five blocks of 64, 128, 256, 512, 512 maps, each block ending in a 2x2 max-pool), its ImageNet / local-file weight
+loading, argmax pooling / unpooling (Noh et al. 2015, section 3.2.1) and FCN's bilinear upsampling initialiser
+(Long et al. 2015, section 3.3).
+
+Layer names are those of ``keras.applications.VGG16`` (``block1_conv1`` ... ``block5_conv3``) so its weights copy
+over one layer at a time. Inputs must already be normalised ("caffe" mode for the ImageNet weights).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from zoo.errors import DataError
+from zoo.models.base import scaled
+from zoo.models.registry import PACKAGE
+
+VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))  # (maps, convs) per block
+VGG16_STRIDE = 32
+
+
+def max_pool_with_argmax(x):
+    """2x2 / stride 2 max-pool that also returns the flat argmax of every pooled value (batch included in the
+    index), as DeconvNet's switch variables."""
+    return tf.nn.max_pool_with_argmax(x, ksize=2, strides=2, padding="VALID", include_batch_in_index=True)
+
+
+def max_unpool(x, argmax, like):
+    """Place every value of ``x`` back where ``max_pool_with_argmax`` found it, zeros elsewhere (Noh et al.'s
+    unpooling). ``like``: the tensor that was pooled (gives the output shape). Differentiable in ``x``."""
+    shape = tf.shape(like, out_type=tf.int64)
+    flat = tf.scatter_nd(tf.reshape(argmax, [-1, 1]), tf.reshape(x, [-1]), [tf.reduce_prod(shape)])
+    return tf.reshape(flat, shape)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BilinearUpsampling(keras.initializers.Initializer):
+    """Conv2DTranspose kernel ``(k, k, out, in)`` that performs bilinear interpolation channel by channel
+    (channel i -> channel i; FCN initialises its learnable upsampling this way, Long et al. section 3.3)."""
+
+    def __call__(self, shape, dtype=None):
+        kh, kw, out_c, in_c = shape
+        kernel = np.zeros(shape, dtype="float32")
+        outer = np.outer(self.profile(kh), self.profile(kw))
+        for i in range(min(out_c, in_c)):
+            kernel[:, :, i, i] = outer
+        return keras.ops.convert_to_tensor(kernel, dtype=dtype or "float32")
+
+    @staticmethod
+    def profile(size: int) -> np.ndarray:
+        """1-D bilinear weights of a kernel of ``size`` taps: 1 - |i - centre| / factor."""
+        factor = (size + 1) // 2
+        centre = factor - 1 if size % 2 == 1 else factor - 0.5
+        return 1.0 - np.abs(np.arange(size) - centre) / factor
+
+    def get_config(self):
+        return {}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class VGG16Encoder(keras.layers.Layer):
+    """The 13 convolutions of VGG16 (ReLU, 'same' padding) and their five max-pools.
+
+    ``call(x)`` returns a dict: ``block{i}`` (last conv of block i, before pooling), ``pool{i}`` and, with
+    ``with_argmax``, ``argmax{i}`` (switches for ``max_unpool``), i = 1..5. H and W must be multiples of 32.
+    """
+
+    def __init__(self, width_multiplier: float = 1.0, with_argmax: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.width_multiplier = float(width_multiplier)
+        self.with_argmax = bool(with_argmax)
+        self.blocks = []
+        for b, (maps, convs) in enumerate(VGG16_BLOCKS, start=1):
+            self.blocks.append([keras.layers.Conv2D(scaled(maps, width_multiplier), 3, padding="same",
+                                                    activation="relu", name=f"block{b}_conv{c}")
+                                for c in range(1, convs + 1)])
+
+    @property
+    def block_filters(self) -> list[int]:
+        return [scaled(maps, self.width_multiplier) for maps, _ in VGG16_BLOCKS]
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        for block in self.blocks:
+            for conv in block:
+                conv.build((None, None, None, channels))
+                channels = conv.filters
+        self.built = True
+
+    def call(self, x):
+        out = {}
+        for b, block in enumerate(self.blocks, start=1):
+            for conv in block:
+                x = conv(x)
+            out[f"block{b}"] = x
+            if self.with_argmax:
+                x, out[f"argmax{b}"] = max_pool_with_argmax(x)
+            else:
+                x = keras.ops.max_pool(x, pool_size=2, strides=2, padding="valid")
+            out[f"pool{b}"] = x
+        return out
+
+    def conv_layers(self) -> list:
+        return [conv for block in self.blocks for conv in block]
+
+    def load_pretrained(self, source: str) -> None:
+        """Copy weights from ``keras.applications.VGG16(include_top=False, weights=source)``: ``source`` is
+        ``"imagenet"`` (downloads once into ~/.keras) or a local weights file in keras.applications' layout (the
+        ``..._notop.h5`` file, or ``.weights.h5`` / ``.keras`` saved from such a model)."""
+        if self.width_multiplier != 1.0:
+            raise ValueError("pretrained VGG16 weights need width_multiplier 1.0")
+        if not self.built:
+            self.build((None, None, None, 3))
+        reference = vgg16_reference(source)
+        for conv in self.conv_layers():
+            conv.set_weights(reference.get_layer(conv.name).get_weights())
+
+    def get_config(self):
+        return {**super().get_config(), "width_multiplier": self.width_multiplier, "with_argmax": self.with_argmax}
+
+
+def vgg16_reference(source: str) -> keras.Model:
+    """``keras.applications.VGG16`` without its classifier, with weights from ``source`` ("imagenet" or a path);
+    a missing or unreadable file raises DataError naming it."""
+    weights: Optional[str] = source
+    if source != "imagenet":
+        weights = os.path.expanduser(source)
+        if not os.path.isfile(weights):
+            raise DataError(weights, "VGG16 weights file not found")
+    try:
+        return keras.applications.VGG16(include_top=False, weights=weights, input_shape=(None, None, 3))
+    except Exception as err:  # a wrong file surfaces as ValueError/KeyError/OSError from h5py or Keras
+        if source == "imagenet":
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(weights, f"not a VGG16 (include_top=False) weights file: {first}") from None
