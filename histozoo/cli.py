@@ -216,6 +216,121 @@ def _add_registry(sub) -> None:
     ls.set_defaults(func=_cmd_registry_list)
 
 
+# ------------------------------------------------------------------------------------- export / predict / serve
+def _cmd_export(args) -> int:
+    from serving.export import export, load_keras_model, load_stain
+
+    model = load_keras_model(args.model)
+    stain = load_stain(args.stain) if args.stain else None
+    meta = {"source": args.model}
+    if args.mpp:
+        meta["mpp"] = args.mpp
+    if args.class_names:
+        meta["class_names"] = [c.strip() for c in args.class_names.split(",")]
+    path = export(model, args.out, args.version, stain=stain, instance_mode=args.instance_mode,
+                  threshold=args.threshold, max_iters=args.max_iters, metadata=meta)
+    print(f"exported {args.model} -> {os.path.abspath(path)}")
+    return 0
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="export a model as a versioned SavedModel for TF Serving (OUT/<version>/)")
+    p.add_argument("model", metavar="MODEL", help="a .keras file, or an MLflow URI (models:/NAME@ALIAS, runs:/ID/model)")
+    p.add_argument("--out", required=True, help="model base path; the version folder is created inside it")
+    p.add_argument("--version", type=int, default=None, help="version number (default: one more than the largest)")
+    p.add_argument("--instance-mode", choices=["inner_cc", "threshold_cc"], default="inner_cc",
+                   help="in-graph instances: components of argmax==1 (inner_cc) or of P(class 1) >= threshold")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--max-iters", type=int, default=1024, help="bound on label-propagation iterations")
+    p.add_argument("--stain", default=None, help="fitted stain normalizer JSON (zoo.stain) to apply in the graph")
+    p.add_argument("--mpp", type=float, default=None, help="microns per pixel the model expects (metadata)")
+    p.add_argument("--class-names", default=None, help="comma-separated class names (metadata)")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_predict(args) -> int:
+    from serving.client import PredictClient, RestClient, predict_files
+
+    if args.rest:
+        client = RestClient(args.server, timeout=args.timeout, retries=args.retries)
+    else:
+        client = PredictClient(args.server, timeout=args.timeout, retries=args.retries,
+                               max_message_bytes=args.max_message_mb * 1024 * 1024)
+    summary = predict_files(client, args.model, args.images, args.out, signature=args.signature,
+                            version=args.version, label=args.label, progress=not args.quiet)
+    for row in summary["images"]:
+        print(f"{os.path.basename(row['image'])}: {row['instances']} instances")
+    print(f"{summary['total_instances']} instances in {len(summary['images'])} images -> "
+          f"{os.path.join(os.path.abspath(args.out), 'summary.json')}")
+    return 0
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="segment images through a TF Serving / histozoo serve endpoint")
+    p.add_argument("images", nargs="+", metavar="IMAGES", help="image files (PNG/JPEG/TIFF...)")
+    p.add_argument("--server", required=True, help="HOST:PORT of the gRPC endpoint (REST: with --rest)")
+    p.add_argument("--model", required=True, help="served model name")
+    p.add_argument("--signature", default="predict_bytes",
+                   choices=["predict_bytes", "predict_images", "serving_default"])
+    v = p.add_mutually_exclusive_group()
+    v.add_argument("--version", type=int, default=None)
+    v.add_argument("--label", default=None, help="version label, e.g. stable or canary")
+    p.add_argument("--out", required=True, help="folder for <image>_prob.png, <image>_instances.png, summary.json")
+    p.add_argument("--rest", action="store_true", help="use the REST API (:8501) instead of gRPC")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request attempt")
+    p.add_argument("--retries", type=int, default=3, help="retries on UNAVAILABLE / DEADLINE_EXCEEDED")
+    p.add_argument("--max-message-mb", type=int, default=256, help="gRPC message size limit (MiB)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_serve(args) -> int:
+    from serving.config import ModelEntry, read_model_config
+    from serving.local_server import LocalModelServer
+    from zoo.errors import ConfigError
+
+    if args.model_config_file:
+        entries = read_model_config(args.model_config_file)
+    else:
+        if not args.model_dir:
+            raise ConfigError("serve: give MODEL_DIR or --model-config-file")
+        labels = {}
+        for pair in args.label or []:
+            if "=" not in pair or not pair.split("=", 1)[1].isdigit():
+                raise ConfigError(f"--label {pair!r}: expected NAME=VERSION")
+            k, v = pair.split("=", 1)
+            labels[k] = int(v)
+        entries = [ModelEntry(args.name or os.path.basename(os.path.abspath(args.model_dir)), args.model_dir,
+                              tuple(args.version) if args.version else None, labels)]
+    server = LocalModelServer(entries, host=args.host, port=args.port, rest_port=args.rest_port,
+                              max_workers=args.workers, max_message_bytes=args.max_message_mb * 1024 * 1024)
+    server.start()
+    for name, m in server.registry.models.items():
+        print(f"serving {name} versions {sorted(m.versions)} labels {m.labels} from {os.path.abspath(m.entry.base_path)}")
+    rest = f", REST on {args.host}:{server.rest_port}" if server.rest_port else ""
+    print(f"gRPC PredictionService on {server.target}{rest} (Ctrl-C to stop)", flush=True)
+    try:
+        server.wait()
+    finally:
+        server.stop()
+    return 0
+
+
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="serve exported models over TF Serving's gRPC (and REST) API, locally")
+    p.add_argument("model_dir", nargs="?", metavar="MODEL_DIR", help="model base path (holds version folders)")
+    p.add_argument("--name", default=None, help="model name (default: MODEL_DIR's folder name)")
+    p.add_argument("--version", type=int, action="append", help="serve this version (repeatable; default: latest)")
+    p.add_argument("--label", action="append", metavar="NAME=VERSION", help="version label (repeatable)")
+    p.add_argument("--model-config-file", default=None, help="a TF Serving model config instead of MODEL_DIR")
+    p.add_argument("--host", default="127.0.0.1", help="interface (default loopback only)")
+    p.add_argument("--port", type=int, default=8500, help="gRPC port (0 = any free port, printed)")
+    p.add_argument("--rest-port", type=int, default=None, help="also serve the REST API on this port")
+    p.add_argument("--workers", type=int, default=8, help="gRPC worker threads")
+    p.add_argument("--max-message-mb", type=int, default=256, help="largest request/response (MiB)")
+    p.set_defaults(func=_cmd_serve)
+
+
 # ------------------------------------------------------------------------------------------------ pipeline
 def _pipeline_kwargs(args) -> dict:
     kw = {"reader_options": _parse_options(args.option), "eval_max_images": args.eval_max_images,
@@ -300,7 +415,7 @@ def _add_pipeline(sub) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- main
-_COMMANDS = [_add_data, _add_train, _add_evaluate, _add_registry, _add_pipeline]
+_COMMANDS = [_add_data, _add_train, _add_evaluate, _add_registry, _add_export, _add_predict, _add_serve, _add_pipeline]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,290 @@
+"""Clients of TF Serving (or serving.local_server): gRPC ``PredictionService`` and the REST JSON API (:8501).
+
+Both retry with exponential backoff on transient failures (gRPC UNAVAILABLE / DEADLINE_EXCEEDED; REST connection
+errors and HTTP 503) and raise ``ServingError`` (a ZooError: one line, the server's own message) otherwise.
+gRPC limits messages to 4 MiB by default; a 1000x1000 tile's float probabilities are ~8 MB per class, so the
+client raises both limits to ``max_message_bytes`` (256 MiB by default). tensorflow_model_server accepts
+messages up to 2 GiB; serving.local_server up to its own ``max_message_bytes``.
+
+``predict_files`` is what ``histozoo predict`` runs: one request per image, probability and instance PNGs and a
+summary.json written atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import time
+import urllib.error
+import urllib.request
+from typing import Iterable, Sequence
+
+import grpc
+import numpy as np
+
+from zoo.errors import ZooError
+
+DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+RETRY_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+INPUT_KEYS = {"serving_default": "images", "predict_images": "images", "predict_bytes": "image_bytes",
+              "predict_examples": "examples"}
+
+
+class ServingError(ZooError):
+    """A prediction server refused a request or could not be reached: ``code`` is the gRPC status name."""
+
+    def __init__(self, target: str, code: str, message: str):
+        self.target, self.code, self.message = target, code, message
+        super().__init__(f"{target}: {code}: {message}")
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def _backoff(attempt: int, base: float) -> float:
+    return base * (2 ** attempt) * (0.5 + random.random() / 2)
+
+
+class PredictClient:
+    """gRPC client of ``tensorflow.serving.PredictionService`` (and ``ModelService``) at ``target`` (HOST:PORT).
+
+    timeout: seconds per attempt; retries: extra attempts on UNAVAILABLE / DEADLINE_EXCEEDED, waiting
+    ``backoff * 2**attempt`` (jittered) between them.
+    """
+
+    def __init__(self, target: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, timeout: float = 60.0,
+                 retries: int = 3, backoff: float = 0.2):
+        from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+        self.target, self.timeout, self.retries, self.backoff = target, timeout, retries, backoff
+        self._channel = grpc.insecure_channel(target, options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes)])
+        self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+    def _call(self, method, request):
+        for attempt in range(self.retries + 1):
+            try:
+                return method(request, timeout=self.timeout)
+            except grpc.RpcError as e:
+                code = e.code()
+                if code in RETRY_CODES and attempt < self.retries:
+                    time.sleep(_backoff(attempt, self.backoff))
+                    continue
+                raise ServingError(self.target, code.name, (e.details() or "").splitlines()[0] if e.details()
+                                   else code.name) from None
+
+    @staticmethod
+    def _spec(spec, model: str, version: int | None, label: str | None, signature: str | None = None):
+        spec.name = model
+        if version is not None and label is not None:
+            raise ValueError("give a version or a label, not both")
+        if version is not None:
+            spec.version.value = int(version)
+        if label is not None:
+            spec.version_label = label
+        if signature is not None:
+            spec.signature_name = signature
+
+    def predict(self, model: str, inputs: dict, *, signature: str = "serving_default", version: int | None = None,
+                label: str | None = None, output_filter: Sequence[str] = ()) -> dict:
+        """Send numpy ``inputs`` ({input key: array}) and return {output key: numpy array}; the served version is
+        in ``self.last_version``."""
+        from tensorflow_serving.apis import predict_pb2
+
+        tf = _tf()
+        req = predict_pb2.PredictRequest()
+        self._spec(req.model_spec, model, version, label, signature)
+        for k, v in inputs.items():
+            req.inputs[k].CopyFrom(tf.make_tensor_proto(v))
+        req.output_filter.extend(output_filter)
+        resp = self._call(self._predict.Predict, req)
+        self.last_version = resp.model_spec.version.value
+        return {k: tf.make_ndarray(v) for k, v in resp.outputs.items()}
+
+    def predict_images(self, model: str, images: np.ndarray, **kw) -> dict:
+        """uint8 [B, H, W, 3] -> ``predict_images``; float [B, H, W, 3] in [0, 1] -> ``serving_default``."""
+        images = np.asarray(images)
+        sig = "predict_images" if images.dtype == np.uint8 else "serving_default"
+        return self.predict(model, {"images": images if sig == "predict_images" else images.astype(np.float32)},
+                            signature=sig, **kw)
+
+    def predict_encoded(self, model: str, blobs: Sequence[bytes], **kw) -> dict:
+        """Encoded PNG/JPEG images (one size per call) -> ``predict_bytes``."""
+        return self.predict(model, {"image_bytes": np.array(list(blobs), dtype=object)},
+                            signature="predict_bytes", **kw)
+
+    def metadata(self, model: str, *, version: int | None = None, label: str | None = None) -> dict:
+        """{signature name: SignatureDef proto} of the served version (GetModelMetadata)."""
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        req = get_model_metadata_pb2.GetModelMetadataRequest()
+        self._spec(req.model_spec, model, version, label)
+        req.metadata_field.append("signature_def")
+        resp = self._call(self._predict.GetModelMetadata, req)
+        sdm = get_model_metadata_pb2.SignatureDefMap()
+        resp.metadata["signature_def"].Unpack(sdm)
+        return dict(sdm.signature_def)
+
+    def status(self, model: str) -> dict:
+        """{version: state name} of a model (ModelService.GetModelStatus)."""
+        from tensorflow_serving.apis import get_model_status_pb2
+
+        req = get_model_status_pb2.GetModelStatusRequest()
+        req.model_spec.name = model
+        resp = self._call(self._models.GetModelStatus, req)
+        return {s.version: get_model_status_pb2.ModelVersionStatus.State.Name(s.state)
+                for s in resp.model_version_status}
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class RestClient:
+    """Client of TF Serving's REST API (``http://HOST:8501``), columnar ``inputs`` / ``outputs`` format; string
+    inputs travel as ``{"b64": ...}`` as the API requires."""
+
+    def __init__(self, base_url: str, *, timeout: float = 60.0, retries: int = 3, backoff: float = 0.2):
+        if "://" not in base_url:
+            base_url = "http://" + base_url
+        self.base_url, self.timeout, self.retries, self.backoff = base_url.rstrip("/"), timeout, retries, backoff
+
+    def _url(self, model: str, version: int | None, label: str | None, suffix: str = "") -> str:
+        url = f"{self.base_url}/v1/models/{model}"
+        if version is not None:
+            url += f"/versions/{int(version)}"
+        elif label is not None:
+            url += f"/labels/{label}"
+        return url + suffix
+
+    def _request(self, url: str, body: dict | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        for attempt in range(self.retries + 1):
+            req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                    return json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                if e.code == 503 and attempt < self.retries:
+                    time.sleep(_backoff(attempt, self.backoff))
+                    continue
+                try:
+                    msg = json.loads(e.read()).get("error", "")
+                except ValueError:
+                    msg = e.reason
+                raise ServingError(self.base_url, f"HTTP {e.code}", str(msg).splitlines()[0] if msg else "") from None
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+                if attempt < self.retries:
+                    time.sleep(_backoff(attempt, self.backoff))
+                    continue
+                raise ServingError(self.base_url, "UNAVAILABLE", str(getattr(e, "reason", e))) from None
+
+    def predict(self, model: str, inputs: dict, *, signature: str = "serving_default", version: int | None = None,
+                label: str | None = None) -> dict:
+        """Send {input key: numpy array} and return {output key: numpy array}."""
+        def enc(a):
+            a = np.asarray(a)
+            if a.dtype == object or a.dtype.kind == "S":
+                return np.vectorize(lambda b: {"b64": base64.b64encode(b).decode()}, otypes=[object])(a).tolist()
+            return a.tolist()
+
+        body = {"signature_name": signature, "inputs": {k: enc(v) for k, v in inputs.items()}}
+        out = self._request(self._url(model, version, label, ":predict"), body)["outputs"]
+        if not isinstance(out, dict):  # a single output comes back unnamed
+            out = {"output": out}
+        return {k: np.asarray(v) for k, v in out.items()}
+
+    def status(self, model: str) -> dict:
+        resp = self._request(self._url(model, None, None))
+        return {int(s["version"]): s["state"] for s in resp["model_version_status"]}
+
+
+# ------------------------------------------------------------------------------------------ files in, PNGs out
+def _write_png_atomic(path: str, arr: np.ndarray) -> None:
+    from PIL import Image
+
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        Image.fromarray(arr).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def probability_png(probs: np.ndarray) -> np.ndarray:
+    """[H, W, C] probabilities -> uint8 PNG array: P(class 1) as grey for C == 2, the three classes as RGB for
+    C == 3 (R background, G interior, B boundary), P(class 1) as grey otherwise."""
+    p = probs if probs.shape[-1] == 3 else probs[..., 1]
+    return np.round(np.clip(p, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def predict_files(client, model: str, paths: Iterable[str], out_dir: str, *, signature: str = "predict_bytes",
+                  version: int | None = None, label: str | None = None, progress: bool = True) -> dict:
+    """Predict every image file (one request each) and write ``<stem>_prob.png`` (see ``probability_png``),
+    ``<stem>_instances.png`` (uint16 instance map) and ``summary.json`` (instances per image) into ``out_dir``.
+
+    ``client`` is a PredictClient or RestClient; ``signature`` picks the input form: predict_bytes sends the file's
+    bytes as they are, predict_images / serving_default decode the image here first.
+    """
+    from tqdm import tqdm
+
+    from zoo.data.imageio import read_rgb
+    from zoo.errors import ConfigError, DataError
+
+    if signature not in INPUT_KEYS:
+        raise ConfigError(f"--signature {signature!r}: expected one of {sorted(INPUT_KEYS)}")
+    if signature == "predict_examples":
+        raise ConfigError("--signature predict_examples takes serialized tf.Examples, not image files")
+    paths = list(paths)
+    os.makedirs(out_dir, exist_ok=True)
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    dup = {s for s in stems if stems.count(s) > 1}
+    if dup:
+        raise ConfigError(f"two input images share the name {sorted(dup)[0]!r}; their outputs would collide")
+    rows = []
+    for path, stem in zip(tqdm(paths, desc="predict", unit="img", disable=not progress), stems):
+        if signature == "predict_bytes":
+            try:
+                with open(path, "rb") as f:
+                    value = np.array([f.read()], dtype=object)
+            except OSError as e:
+                raise DataError(path, f"cannot read ({e.strerror})") from None
+        else:
+            img = read_rgb(path)[None]
+            value = img if signature == "predict_images" else img.astype(np.float32) / 255.0
+        try:
+            out = client.predict(model, {INPUT_KEYS[signature]: value}, signature=signature, version=version,
+                                 label=label)
+        except ServingError as e:
+            raise DataError(path, f"the server refused it ({e.code}: {e.message})") from None
+        probs, inst = out["probabilities"][0], np.asarray(out["instances"][0])
+        if inst.max(initial=0) > np.iinfo(np.uint16).max:
+            raise DataError(path, f"{inst.max()} instances do not fit a uint16 PNG")
+        prob_png, inst_png = f"{stem}_prob.png", f"{stem}_instances.png"
+        _write_png_atomic(os.path.join(out_dir, prob_png), probability_png(probs))
+        _write_png_atomic(os.path.join(out_dir, inst_png), inst.astype(np.uint16))
+        rows.append({"image": os.path.abspath(path), "height": int(inst.shape[0]), "width": int(inst.shape[1]),
+                     "num_classes": int(probs.shape[-1]), "instances": int(len(np.unique(inst[inst > 0]))),
+                     "probabilities_png": prob_png, "instances_png": inst_png})
+    summary = {"model": model, "signature": signature, "version": version, "label": label,
+               "served_version": getattr(client, "last_version", None), "images": rows,
+               "total_instances": int(sum(r["instances"] for r in rows))}
+    tmp = os.path.join(out_dir, f"summary.json.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(summary, f, indent=2)
+    os.replace(tmp, os.path.join(out_dir, "summary.json"))
+    return summary
