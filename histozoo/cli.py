@@ -414,8 +414,116 @@ def _add_pipeline(sub) -> None:
     c.set_defaults(func=_cmd_pipeline_compile)
 
 
+# ----------------------------------------------------------------------------------------------- normalize
+def _list_images(root: str) -> list[str]:
+    """Image files under ``root`` (a folder, recursively, sorted) or ``[root]`` for a single file."""
+    from zoo.data.imageio import IMAGE_EXTS
+    from zoo.errors import DataError
+
+    if os.path.isfile(root):
+        return [root]
+    if not os.path.isdir(root):
+        raise DataError(root, "no such file or folder")
+    found = []
+    for d, dirs, files in os.walk(root):
+        dirs.sort()
+        found += [os.path.join(d, f) for f in sorted(files) if os.path.splitext(f)[1].lower() in IMAGE_EXTS]
+    return found
+
+
+def _write_rgb_atomic(path: str, image) -> None:
+    """Write uint8 RGB to ``path`` in the format its extension names (temp file + rename)."""
+    ext = os.path.splitext(path)[1].lower()
+    tmp = f"{path}.tmp{os.getpid()}{ext}"
+    try:
+        if ext in (".tif", ".tiff"):
+            import tifffile
+
+            tifffile.imwrite(tmp, image)
+        else:
+            from PIL import Image
+
+            Image.fromarray(image).save(tmp, **({"quality": 95} if ext in (".jpg", ".jpeg") else {}))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _cmd_normalize(args) -> int:
+    from tqdm import tqdm
+
+    from zoo import stain
+    from zoo.data.imageio import read_rgb
+    from zoo.errors import ConfigError, DataError, ZooError
+
+    if (args.target is None) == (args.params is None):
+        raise ConfigError("normalize: give exactly one of --target REF (fit) or --params FILE (load fitted)")
+    if args.params is not None:
+        norm = stain.load(args.params, jit=not args.no_jit)
+        if args.method is not None and args.method != norm.name:
+            raise ConfigError(f"normalize: --method {args.method} but {args.params} holds {norm.name} parameters")
+    else:
+        norm = stain.get_normalizer(args.method or "macenko", jit=not args.no_jit)
+        try:
+            norm.fit(read_rgb(args.target))
+        except ConfigError as e:
+            raise DataError(args.target, str(e)) from None
+        if args.save_params:
+            norm.save(args.save_params)
+    files = _list_images(args.input)
+    if not files:
+        raise DataError(args.input, "no PNG/JPEG/TIFF/BMP images found")
+    single = os.path.isfile(args.input)
+    fallbacks: dict[str, list[str]] = {}
+    failed = 0
+    for path in tqdm(files, desc=f"normalize ({norm.name})", unit="img", disable=args.quiet):
+        rel = os.path.basename(path) if single else os.path.relpath(path, args.input)
+        out_path = os.path.join(args.output, rel)
+        try:
+            image = read_rgb(path)
+            out, info = norm.transform(image, return_info=True)
+            os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+            _write_rgb_atomic(out_path, out)
+        except ZooError as e:
+            failed += 1
+            tqdm.write(f"histozoo normalize: {e}", file=sys.stderr)
+            continue
+        except Exception as e:  # one bad file must not stop the folder; name it in one line
+            failed += 1
+            msg = str(e).splitlines()[0] if str(e) else ""
+            tqdm.write(f"histozoo normalize: {path}: {type(e).__name__}: {msg}", file=sys.stderr)
+            continue
+        if info["fallback"]:
+            fallbacks.setdefault(info["fallback"], []).append(rel)
+    done = len(files) - failed
+    print(f"normalized {done}/{len(files)} images with {norm.name} into {os.path.abspath(args.output)}"
+          + (f"; {failed} failed" if failed else ""))
+    for why, names in sorted(fallbacks.items()):
+        shown = ", ".join(names[:10]) + (f", ... (+{len(names) - 10})" if len(names) > 10 else "")
+        print(f"fallback {why}: {len(names)} image(s) copied unchanged: {shown}")
+    if args.save_params and args.params is None:
+        print(f"fitted parameters saved to {os.path.abspath(args.save_params)}")
+    return 1 if failed else 0
+
+
+def _add_normalize(sub) -> None:
+    p = sub.add_parser("normalize", help="stain-normalize a folder of H&E images (Reinhard, Macenko, Vahadane)")
+    p.add_argument("input", metavar="IN", help="an image or a folder of images (searched recursively)")
+    p.add_argument("output", metavar="OUT", help="output folder (same relative names and formats)")
+    p.add_argument("--method", choices=["reinhard", "macenko", "vahadane"], default=None,
+                   help="stain method (default macenko; with --params, the saved method)")
+    p.add_argument("--target", metavar="REF", help="reference image to fit the target stain to")
+    p.add_argument("--params", metavar="F", help="fitted parameters written earlier with --save-params")
+    p.add_argument("--save-params", metavar="F", help="write the fitted parameters (JSON) to F")
+    p.add_argument("--no-jit", action="store_true",
+                   help="no XLA compilation (faster when every image has a different size)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_normalize)
+
+
 # ------------------------------------------------------------------------------------------------- main
-_COMMANDS = [_add_data, _add_train, _add_evaluate, _add_registry, _add_export, _add_predict, _add_serve, _add_pipeline]
+_COMMANDS = [_add_data, _add_train, _add_evaluate, _add_registry, _add_export, _add_predict, _add_serve, _add_pipeline, _add_normalize]
 
 
 def build_parser() -> argparse.ArgumentParser:
