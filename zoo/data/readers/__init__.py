@@ -76,3 +76,4 @@ class Reader:
 # Import the readers so they register themselves.
 from zoo.data.readers import tnbc  # noqa: E402,F401
 from zoo.data.readers import monuseg  # noqa: E402,F401
+from zoo.data.readers import crchistophenotypes  # noqa: E402,F401
