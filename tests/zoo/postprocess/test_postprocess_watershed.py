@@ -5,6 +5,7 @@ import pytest
 
 from zoo.errors import ConfigError
 from zoo.postprocess import dynamics_markers, dynamics_watershed
+from zoo.postprocess.watershed import separate_touching
 
 
 def dumbbell(left: int, saddle: int, right: int) -> np.ndarray:
@@ -16,6 +17,31 @@ def dumbbell(left: int, saddle: int, right: int) -> np.ndarray:
     q[2:5, 6] = saddle
     q[2:5, 7:12] = right
     return q / 255.0
+
+
+def touching(inst) -> bool:
+    """True when two different instances are 8-adjacent."""
+    a = np.pad(inst, 1)
+    h, w = inst.shape
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            b = a[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+            if ((inst > 0) & (b > 0) & (b != inst)).any():
+                return True
+    return False
+
+
+def test_separate_touching_cuts_one_pixel_on_the_larger_label_side():
+    lab = np.array([[1, 1, 2, 2],
+                    [1, 1, 2, 2],
+                    [0, 3, 3, 0]])
+    out = separate_touching(lab)
+    # (0,2), (1,2) touch 1; both 3s touch 1 or 2 (diagonals count); (1,3) touches only 2 and 3 (larger): kept
+    np.testing.assert_array_equal(out, [[1, 1, 0, 2],
+                                        [1, 1, 0, 2],
+                                        [0, 0, 0, 0]])
+    assert not touching(out)
+    np.testing.assert_array_equal(separate_touching(np.zeros((2, 2), int)), 0)
 
 
 @pytest.mark.parametrize("saddle, expected", [
@@ -34,10 +60,11 @@ def test_split_iff_dynamics_exceeds_lambda(saddle, expected):
     if expected == 1:
         assert (inst > 0).sum() == fg.sum() == 33  # 3 rows x 11 columns, nothing lost
     else:
-        # the plateaus go to different nuclei; the saddle column is the watershed line (background)
-        assert len(np.unique(inst[2:5, 1:6])) == 1 and len(np.unique(inst[2:5, 7:12])) == 1
-        assert inst[3, 3] != inst[3, 9]
-        assert (inst[2:5, 6] == 0).all()
+        # the plateaus go to different nuclei, cut at the saddle by a one-column watershed line (3 px background)
+        assert inst[3, 3] != inst[3, 9] and inst[3, 3] > 0 and inst[3, 9] > 0
+        assert (inst > 0).sum() == 33 - 3
+        assert ((inst[2:5, 5:8] == 0).sum(0) == 3).sum() == 1      # the cut is one of columns 5-7
+        assert not touching(inst)
 
 
 def test_lambda_is_on_the_0_255_scale():
