@@ -77,3 +77,4 @@ class Reader:
 from zoo.data.readers import tnbc  # noqa: E402,F401
 from zoo.data.readers import monuseg  # noqa: E402,F401
 from zoo.data.readers import crchistophenotypes  # noqa: E402,F401
+from zoo.data.readers import bone_marrow  # noqa: E402,F401
