@@ -46,6 +46,10 @@ def _samples(data_root: str, spec: str):
     folder = {"monuseg2018": "monuseg2018", "tnbc": "tnbc"}.get(name, name)
     reader = get_reader(name)(os.path.join(data_root, folder))
     for item in reader.items():
+        # readers whose items carry their split (MoNuSeg: (split, path)) are filtered before reading
+        if split and split != "all" and isinstance(item, tuple) and item and item[0] in ("train", "val", "test") \
+                and item[0] != split:
+            continue
         s = reader.read(item)
         if split and split != "all" and s.split != split:
             continue

@@ -11,8 +11,8 @@ Parameters"), implemented with HistomicsTK. In the paper's order:
    hematoxylin channel.
 3. "Intensity thresholding in the hematoxylin stain image ... with a constant global threshold" of 120. The hematoxylin
    stain image is HistomicsTK's ``color_deconvolution(...).Stains[..., 0]``: the hematoxylin concentration rendered
-   back as an 8-bit transmitted-light intensity, I_H = 256 ** (1 - c_SDA / 255) - 1 = 256 * 10 ** (-OD10_H) - 1, so
-   nuclei are *dark*: nucleus pixels are I_H < 120, i.e. hematoxylin OD10 > log10(256 / 121) = 0.325.
+   back as an 8-bit transmitted-light intensity, I_H = 256 ** (1 - c_SDA / 255) - 1 = 256 * exp(-OD_H) - 1, so
+   nuclei are *dark*: nucleus pixels are I_H < 120, i.e. hematoxylin OD (natural log) > ln(256 / 121) = 0.749.
 4. Post-processing: objects of fewer than 200 pixels are removed, then "an opening operation with 7x7 kernel size"
    separates touching cells; the connected components are the nuclei (Fig. 6e). The paper also removes thin
    protrusions with Wienert et al.'s minimum-model step [41] between the two; that step is not specified further
@@ -36,6 +36,7 @@ from zoo.errors import ConfigError
 from zoo.postprocess.instances import label_components, relabel_sequential, remove_small
 
 __all__ = ["HU_REINHARD_TARGET", "HuConfig", "ClassicalResult", "hu_postprocess", "hu_segment",
+           "reinhard_lalphabeta",
            "hematoxylin_intensity", "log_blobs", "seeded_watershed", "hu_log_segment"]
 
 #: Hu et al. IV-B: mean and standard deviation of the standard image in HistomicsTK's Ruderman l-alpha-beta space.
@@ -51,7 +52,10 @@ class HuConfig:
     opening: side of the square structuring element of the opening. Paper: 7 (7x7).
     min_size_after: optional second size filter after the opening (0 = off; not in the paper).
     normalize: apply Reinhard normalisation to HU_REINHARD_TARGET first (step 1).
-    angle_percentiles, minimum_magnitude: Macenko settings of step 2 (1 %-99 %, 16 SDA units = 0.15 log10-OD).
+    angle_percentiles: Macenko angle percentiles of step 2 (paper: 1 %-99 %; zoo.stain takes them symmetric).
+    macenko_beta: pixels with OD below this in any channel are left out of the stain estimate (zoo.stain's Macenko
+      tissue rule, natural-log OD). HistomicsTK instead drops pixels whose projected OD magnitude is below 16 SDA
+      units (0.15 log10-OD, 0.35 natural-log OD); 0.15 per channel is Macenko et al.'s own beta.
     connectivity: 4 or 8 for the final connected components.
     """
 
@@ -61,7 +65,7 @@ class HuConfig:
     min_size_after: int = 0
     normalize: bool = True
     angle_percentiles: tuple = (0.01, 0.99)
-    minimum_magnitude: float = 16.0
+    macenko_beta: float = 0.15
     connectivity: int = 8
 
     def __post_init__(self):
@@ -109,10 +113,10 @@ def hu_postprocess(hematoxylin, threshold: float = 120.0, min_size: int = 200, o
 
 
 def hematoxylin_intensity(od_hematoxylin) -> np.ndarray:
-    """HistomicsTK's 8-bit hematoxylin stain image from a hematoxylin optical density (log10, unit stain vector):
-    I_H = 256 * 10 ** (-OD10) - 1, clipped to [0, 255] (``sda_to_rgb`` with I_0 = None)."""
+    """HistomicsTK's 8-bit hematoxylin stain image from a hematoxylin optical density (natural log, unit stain
+    vector, OD = -ln((I + 1) / 256)): I_H = 256 * exp(-OD) - 1, clipped to [0, 255] (``sda_to_rgb``, I_0 = None)."""
     od = np.asarray(od_hematoxylin, dtype=np.float32)
-    return np.clip(256.0 * np.power(10.0, -od) - 1.0, 0.0, 255.0).astype(np.float32)
+    return np.clip(256.0 * np.exp(-od) - 1.0, 0.0, 255.0).astype(np.float32)
 
 
 def hu_segment(image, config: HuConfig | None = None) -> ClassicalResult:
@@ -132,9 +136,44 @@ def _check_rgb(image) -> np.ndarray:
     return a
 
 
+# HistomicsTK's rgb_to_lab (Ruderman et al. 1998 l-alpha-beta, natural log of LMS), the space of Hu's target.
+_RGB2LMS = np.array([[0.3811, 0.5783, 0.0402], [0.1967, 0.7244, 0.0782], [0.0241, 0.1288, 0.8444]])
+_LMS2LAB = np.diag([1 / math.sqrt(3), 1 / math.sqrt(6), 1 / math.sqrt(2)]) @ np.array(
+    [[1, 1, 1], [1, 1, -2], [1, -1, 0]], float)
+
+
+def reinhard_lalphabeta(image, mean=HU_REINHARD_TARGET["mean"], std=HU_REINHARD_TARGET["std"]) -> np.ndarray:
+    """Reinhard et al. 2001 colour transfer in the Ruderman l-alpha-beta space, as HistomicsTK's
+    ``color_normalization.reinhard`` (the implementation Hu et al. used; their target statistics are in this space,
+    not CIELAB): each channel is standardised over the image and rescaled to ``mean`` / ``std``. uint8 in and out.
+
+    zoo.stain's ReinhardNormalizer works in CIELAB, where Hu et al.'s numbers mean nothing, hence this variant."""
+    rgb = _check_rgb(image).astype(np.float64).reshape(-1, 3)
+    lms = rgb @ _RGB2LMS.T
+    lms = np.log(np.maximum(lms, np.finfo(np.float64).eps))
+    lab = lms @ _LMS2LAB.T
+    mu, sd = lab.mean(0), lab.std(0)
+    lab = (lab - mu) / np.maximum(sd, 1e-12) * np.asarray(std) + np.asarray(mean)
+    lms = np.exp(lab @ np.linalg.inv(_LMS2LAB).T)
+    out = lms @ np.linalg.inv(_RGB2LMS).T
+    return np.clip(np.round(out), 0, 255).astype(np.uint8).reshape(np.shape(image))
+
+
 def _hematoxylin_od(image, cfg: HuConfig) -> tuple[np.ndarray, dict]:
-    """Steps 1-2 through zoo.stain: (H, W) hematoxylin log10 optical density and the info of each stain step."""
-    raise NotImplementedError("waiting for zoo.stain")
+    """Steps 1-2: (H, W) hematoxylin optical density (natural log, unit stain vector, I_0 = 256 as HistomicsTK's
+    SDA) from zoo.stain's Macenko deconvolution of the Reinhard-normalised image, and what the stain steps did."""
+    from zoo.stain import FALLBACK_NAMES, MacenkoNormalizer
+
+    img = _check_rgb(image)
+    if cfg.normalize:
+        img = reinhard_lalphabeta(img)
+    lo, hi = cfg.angle_percentiles
+    mac = MacenkoNormalizer(alpha=100.0 * lo, io=256.0, beta=cfg.macenko_beta, jit=False)
+    conc, he, code = mac.deconvolve(img)
+    info = {"stain_matrix": np.asarray(he).round(4).tolist(), "fallback": FALLBACK_NAMES[int(code)]}
+    if abs((1.0 - hi) - lo) > 1e-9:
+        raise ConfigError(f"angle_percentiles must be symmetric (lo, 1 - lo), got {cfg.angle_percentiles}")
+    return np.asarray(conc)[..., 0], info
 
 
 def log_blobs(nucleus_image, radius_range: tuple = (4.0, 12.0), num_sigma: int = 9, threshold: float = 0.05,

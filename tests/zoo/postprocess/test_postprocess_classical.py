@@ -41,8 +41,8 @@ def test_hu_postprocess_threshold_size_opening():
 
 
 def test_hematoxylin_intensity_matches_histomicstk_sda_convention():
-    # I = 256 * 10**(-OD) - 1: OD 0 -> 255 (white), threshold 120 <-> OD log10(256/121)
-    od = np.array([0.0, np.log10(256 / 121), 5.0])
+    # I = 256 * exp(-OD) - 1: OD 0 -> 255 (white), threshold 120 <-> OD ln(256/121)
+    od = np.array([0.0, np.log(256 / 121), 8.0])
     np.testing.assert_allclose(hematoxylin_intensity(od), [255.0, 120.0, 0.0], atol=1e-3)
 
 
