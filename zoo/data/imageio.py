@@ -85,7 +85,12 @@ def read_rgb(path: str) -> np.ndarray:
 
 def read_label(path: str) -> np.ndarray:
     """Read an integer label image (PNG/TIFF 8/16/32-bit, or .npy) as a 2-D int32 array."""
-    a = _load_array(path)
+    return to_label(_load_array(path), path)
+
+
+def to_label(arr: np.ndarray, path: str = "<array>") -> np.ndarray:
+    """Check and convert a label array (2-D, or grey saved as RGB(A)) to int32; non-integer values are an error."""
+    a = np.asarray(arr)
     if a.ndim == 3 and a.shape[2] in (3, 4) and np.all(a[:, :, :1] == a[:, :, 1:3]):
         a = a[:, :, 0]  # a grey label saved as RGB(A)
     if a.ndim == 3 and a.shape[2] == 1:

@@ -78,3 +78,5 @@ from zoo.data.readers import tnbc  # noqa: E402,F401
 from zoo.data.readers import monuseg  # noqa: E402,F401
 from zoo.data.readers import crchistophenotypes  # noqa: E402,F401
 from zoo.data.readers import bone_marrow  # noqa: E402,F401
+from zoo.data.readers import consep  # noqa: E402,F401
+from zoo.data.readers import pannuke  # noqa: E402,F401
