@@ -312,6 +312,17 @@ def _from_json(value):
     return arr
 
 
+def _coerce(arr: np.ndarray, spec, key: str) -> np.ndarray:
+    """JSON numbers carry no dtype: cast them to the signature's (ints to any number type, floats to floats only)."""
+    tf = _tf()
+    if arr.dtype == object or spec.dtype == tf.string:
+        return arr
+    if arr.dtype.kind == "f" and not spec.dtype.is_floating:
+        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"input {key!r}: expected {spec.dtype.name} values, got non-integer numbers")
+    return arr.astype(spec.dtype.as_numpy_dtype)
+
+
 def _has_bytes(v) -> bool:
     while isinstance(v, list) and v:
         v = v[0]
@@ -379,7 +390,9 @@ def _rest_handler(registry: ModelRegistry, max_bytes: int):
                     if not isinstance(raw, dict):
                         _, _, specs = registry.signature(lv, sig)
                         raw = {next(iter(specs)): raw}
-                    inputs = {k: _from_json(v) for k, v in raw.items()}
+                    _, _, specs = registry.signature(lv, sig)
+                    inputs = {k: _coerce(_from_json(v), specs[k], k) if k in specs else _from_json(v)
+                              for k, v in raw.items()}
                     sig, out = registry.run(lv, sig, inputs)
                     self._send(200, {"outputs": {k: _json_ready(v) for k, v in out.items()}})
                 elif "instances" in body:  # row format
@@ -389,6 +402,7 @@ def _rest_handler(registry: ModelRegistry, max_bytes: int):
                         inputs = {k: _from_json([r[k] for r in rows]) for k in rows[0]}
                     else:
                         inputs = {next(iter(specs)): _from_json(rows)}
+                    inputs = {k: _coerce(v, specs[k], k) if k in specs else v for k, v in inputs.items()}
                     sig, out = registry.run(lv, sig, inputs)
                     preds = [{k: _json_ready(v[i]) for k, v in out.items()} for i in range(len(rows))]
                     self._send(200, {"predictions": preds})
