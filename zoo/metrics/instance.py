@@ -155,7 +155,7 @@ def _first_per_group(group: np.ndarray, *keys_desc: np.ndarray, tie: np.ndarray)
     return order[first]
 
 
-def _max_iou_matching(ov: Overlap, min_iou: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def _max_iou_matching(ov: Overlap, min_iou: float = 0.0) -> np.ndarray:
     """A one-to-one matching of touching pairs that maximises the summed IoU (Munkres / Hungarian,
     scipy.optimize.linear_sum_assignment), keeping pairs with IoU > ``min_iou``. Returns indices into the pair
     arrays. The table is split first: pairs whose gt and pred touch nothing else are matched directly, and the

@@ -152,12 +152,17 @@ def object_hausdorff(gt, pred, overlap_table: Optional[Overlap] = None) -> float
     gbox = _boxes(gl, ov.n_gt)
     pbox = _boxes(pl, ov.n_pred)
 
-    def side(own_lab, own_box, own_area, oth_lab, oth_box, partner):
+    cache: dict = {}  # H of a (gt, pred) pair, shared by both sums (mutual best matches are the common case)
+
+    def side(own_lab, own_box, own_area, oth_lab, oth_box, partner, is_gt):
         total = 0.0
         for i in range(own_area.size):  # one small crop per object (not a full-frame mask per pair)
             j = int(partner[i])
             if j >= 0:
-                d = _pair_hd(own_lab, i + 1, own_box[i], oth_lab, j + 1, oth_box[j])
+                key = (i, j) if is_gt else (j, i)
+                d = cache.get(key)
+                if d is None:
+                    d = cache[key] = _pair_hd(own_lab, i + 1, own_box[i], oth_lab, j + 1, oth_box[j])
             else:
                 d = _nearest_hd(own_lab, i + 1, own_box[i], oth_lab, oth_box)
             total += own_area[i] * d
@@ -165,8 +170,8 @@ def object_hausdorff(gt, pred, overlap_table: Optional[Overlap] = None) -> float
 
     pg, _ = _best_partner(ov, "gt")
     pp, _ = _best_partner(ov, "pred")
-    hg = side(gl, gbox, ov.gt_area, pl, pbox, pg)
-    hp = side(pl, pbox, ov.pred_area, gl, gbox, pp)
+    hg = side(gl, gbox, ov.gt_area, pl, pbox, pg, True)
+    hp = side(pl, pbox, ov.pred_area, gl, gbox, pp, False)
     return float(0.5 * (hg + hp))
 
 
