@@ -27,13 +27,11 @@ case is fed to it here.
 from __future__ import annotations
 
 import argparse
-import gzip
 import importlib.util
 import os
 import sys
 import time
 import types
-import xml.etree.ElementTree as ET
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -65,34 +63,15 @@ def load_hovernet(path: str):
 
 def monuseg_test_instances(root: str) -> list[tuple[str, np.ndarray]]:
     """(image id, instance map) of the 14 MoNuSeg test images, through the dataset reader."""
-    from zoo.data.readers import available, get_reader
+    from zoo.data.readers import get_reader
 
-    if "monuseg2018" in available():
-        reader = get_reader("monuseg2018")(root)
-        out = []
-        for item in reader.items():
-            s = reader.read(item)
-            if s.split == "test" and s.instances is not None:
-                out.append((s.image_id, np.asarray(s.instances)))
-        return out
-    # TEMPORARY, until zoo/data/readers/monuseg2018.py lands: rasterise the test XML here (vertices - 1, clipped,
-    # drawn in file order so later regions overwrite earlier ones; regions with < 3 vertices skipped).
-    from skimage.draw import polygon
-
-    folder = os.path.join(root, "MoNuSegTestData")
+    reader = get_reader("monuseg2018")(root)
     out = []
-    for name in sorted(os.listdir(folder)):
-        if not name.endswith(".xml.gz"):
+    for item in reader.items():
+        if item[0] != "test":  # items are (split, path); skip reading the 30 training images
             continue
-        lab = np.zeros((1000, 1000), np.int32)
-        tree = ET.parse(gzip.open(os.path.join(folder, name)))
-        for k, region in enumerate(tree.iter("Region"), start=1):
-            v = [(float(x.get("Y")) - 1, float(x.get("X")) - 1) for x in region.iter("Vertex")]
-            if len(v) < 3:
-                continue
-            rr, cc = polygon([a for a, _ in v], [b for _, b in v], shape=lab.shape)
-            lab[rr, cc] = k
-        out.append((name[: -len(".xml.gz")], lab))
+        s = reader.read(item)
+        out.append((s.image_id, np.asarray(s.instances)))
     return out
 
 

@@ -156,3 +156,22 @@ def test_segmentation_report_has_every_level():
     assert r["det_f1"] == pytest.approx(2 / 5) and r["cls_accuracy"] == 1.0 and r["cls_tp"] == 1
     assert {"obj_dice", "obj_hausdorff", "pq_class_1", "pq_class_2"} <= set(r)
     assert all(np.isscalar(v) for v in r.values())
+
+
+def test_real_map_with_gaps_in_ids(shared_data):
+    # PROVENANCE: the derived TCGA-HE-7128 map has 1,073 instances but max id 1,076 (ids not contiguous)
+    import glob
+
+    from zoo.data.imageio import read_label
+
+    path = glob.glob(str(shared_data / "monuseg2018" / "derived" / "*" / "*TCGA-HE-7128*_label.png"))[0]
+    lab = read_label(path)
+    m = im.instance_metrics(lab, lab)
+    assert m["n_gt"] == m["n_pred"] == m["pq_tp"] == 1073
+    assert m["aji"] == m["aji_plus"] == m["pq"] == 1.0
+    # dropping every nucleus with an odd id: AJI = kept area / total area, DQ = 2 TP / (TP + 1073)
+    kept = np.where(lab % 2 == 0, lab, 0)
+    tp = len(np.unique(kept)) - 1
+    m = im.instance_metrics(lab, kept)
+    assert m["aji"] == pytest.approx((kept > 0).sum() / (lab > 0).sum())
+    assert m["dq"] == pytest.approx(2 * tp / (tp + 1073)) and m["sq"] == 1.0
