@@ -89,6 +89,9 @@ def evaluate(model, source: Source, split: str = "test", fold: Optional[int] = N
         raise ConfigError(f"no labelled images to evaluate in split {split!r}" + (f" fold {fold}" if fold else ""))
     keys = [k for k in per_image[0] if k != "image_id"]
     mean = {k: float(np.nanmean([r[k] for r in per_image])) for k in keys}
+    if "aji_c" in keys:  # AJI pooled over the split: sum of intersections / sum of unions (Kumar et al.)
+        u = sum(r["aji_u"] for r in per_image)
+        mean["aji_pooled"] = float(sum(r["aji_c"] for r in per_image) / u) if u else 1.0
     return {"split": split, "fold": fold, "images": len(per_image), "postprocess": postprocess or {"method": "auto"},
             "mean": mean, "per_image": per_image}
 
