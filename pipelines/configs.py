@@ -23,7 +23,7 @@ MODULE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "trainer"
 RUN_FN = "pipelines.trainer.module.run_fn"
 
 #: Evaluator: bless when every metric meets its minimum and the comparison metric beats the blessed baseline.
-EVAL_THRESHOLDS = {"dice": 0.0, "aji": 0.0}
+EVAL_THRESHOLDS = {"pixel_dice": 0.0, "aji": 0.0}  # keys of zoo.metrics.segmentation_report
 COMPARE_METRIC = "aji"
 MIN_IMPROVEMENT = 0.0
 #: fraction of patients (source ids) in eval when a dataset has neither folds nor its own splits

@@ -69,14 +69,17 @@ def _write_json(path: str, obj) -> None:
 
 def score(model_uri: str, records: list[str], postprocess: dict, max_images: int = 0) -> dict:
     """zoo.evaluation.evaluate of the Keras model stored in a Model artifact."""
+    import keras
+
+    import zoo.models  # noqa: F401 -- registers the model classes for deserialisation
     from zoo.errors import DataError
     from zoo.evaluation import evaluate
-    from zoo.training.tracking import load_model
 
     path = keras_model_path(model_uri)
     if not os.path.isfile(path):
         raise DataError(path, "no Keras model in this Model artifact (was it written by pipelines/trainer/module.py?)")
-    return evaluate(load_model(path), records, split="eval", postprocess=postprocess, max_images=max_images)
+    model = keras.models.load_model(path, compile=False)  # inference only: no loss/optimizer to rebuild
+    return evaluate(model, records, split="eval", postprocess=postprocess, max_images=max_images)
 
 
 class Executor(base_executor.BaseExecutor):

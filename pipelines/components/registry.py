@@ -27,7 +27,7 @@ from pipelines.components.evaluator import METRICS_FILE, read_run_info
 class RegisteredModelVersion(types.Artifact):
     """A model version in the MLflow registry (custom properties: name, version, run_id, tracking_uri)."""
 
-    TYPE_NAME = "HistozooRegisteredModelVersion"
+    TYPE_NAME = "histozoo.RegisteredModelVersion"  # <namespace>.<Name>: the form Kubeflow V2 schema titles need
 
 
 class MlflowRegistrarSpec(ComponentSpec):
