@@ -69,9 +69,11 @@ def concentrations(od, he):
     """Least-squares concentrations ``[B, N, 2]`` of OD ``[B, N, 3]`` on stain rows ``he [B, 2, 3]``."""
     import tensorflow as tf
 
-    g = tf.einsum("bkc,bjc->bkj", he, he)
-    g = g + 1e-9 * tf.eye(2)
-    pinv = tf.linalg.solve(g, he)  # (H H^T)^-1 H : [B, 2, 3]
+    g = tf.einsum("bkc,bjc->bkj", he, he)  # [B, 2, 2]
+    det = g[:, 0, 0] * g[:, 1, 1] - g[:, 0, 1] * g[:, 1, 0]
+    det = tf.where(tf.abs(det) > 1e-12, det, tf.ones_like(det))[:, None, None]  # degenerate: flagged elsewhere
+    ginv = tf.stack([tf.stack([g[:, 1, 1], -g[:, 0, 1]], -1), tf.stack([-g[:, 1, 0], g[:, 0, 0]], -1)], 1) / det
+    pinv = tf.einsum("bkj,bjc->bkc", ginv, he)  # (H H^T)^-1 H : [B, 2, 3]
     return tf.einsum("bnc,bkc->bnk", od, pinv)
 
 
