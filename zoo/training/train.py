@@ -149,7 +149,7 @@ def train(config: ExperimentConfig, *, train_records: Optional[Sequence[str]] = 
             from zoo.evaluation import evaluate
 
             res = evaluate(m, eval_source[0], split=eval_source[1], fold=config.fold,
-                           postprocess=config.postprocess, max_images=4)
+                           postprocess=config.postprocess, max_images=4, hausdorff=False)
             return {f"val_{k}": v for k, v in res["mean"].items()}
         return {}
 

@@ -1,0 +1,156 @@
+"""Leave-one-patient-out experiments (Naylor et al.) through the one training core, and the results table.
+
+    python scripts/lopo.py run configs/tnbc/pangnet.yaml configs/tnbc/unet.yaml --folds 9,10,11 \
+        --set epochs=6 --set steps_per_epoch=50 --out runs/lopo
+    python scripts/lopo.py run --ensemble fcn8s,deconvnet --folds 9,10,11 --out runs/lopo
+    python scripts/lopo.py table --out runs/lopo --md docs/results/tnbc_lopo.md
+
+``run`` trains every config on every fold (``runs/lopo/<model>/fold<k>``; a finished fold is skipped and an
+interrupted one resumes from its last checkpoint), ``--ensemble a,b`` averages the posteriors of already trained
+members fold by fold (Naylor et al.: FCN + DeconvNet), ``table`` averages each model's per-fold means over the
+folds and writes a Markdown table beside Naylor et al.'s Table 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+# Naylor et al. (ISBI 2017) Table 1, averaged over left-out patients (33 images of their TNBC release).
+PAPER = {
+    "pangnet": {"accuracy": 0.936, "iu": 0.759, "recall": 0.744, "precision": 0.741, "f1": 0.742, "performance": 0.853},
+    "deconvnet": {"accuracy": 0.968, "iu": 0.856, "recall": 0.856, "precision": 0.858, "f1": 0.856, "performance": 0.918},
+    "fcn8s": {"accuracy": 0.958, "iu": 0.857, "recall": 0.855, "precision": 0.878, "f1": 0.866, "performance": 0.916},
+    "ensemble": {"accuracy": 0.968, "iu": 0.861, "recall": 0.876, "precision": 0.851, "f1": 0.863, "performance": 0.928},
+}
+COLUMNS = [("accuracy", "pixel_accuracy"), ("iu", "pixel_jaccard"), ("recall", "pixel_recall"),
+           ("precision", "pixel_precision"), ("f1", "pixel_dice"), ("performance", "pixel_performance"),
+           ("aji", "aji"), ("pq", "pq"), ("dq", "dq"), ("sq", "sq")]
+
+
+def _parse_sets(pairs):
+    out = {}
+    for p in pairs or []:
+        k, v = p.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def _fold_dir(out, model, fold):
+    return os.path.join(out, model, f"fold{fold}")
+
+
+def run(args) -> None:
+    from zoo.training import ExperimentConfig, train
+
+    folds = [int(f) for f in args.folds.split(",")]
+    sets, msets, isets = _parse_sets(args.set), _parse_sets(args.model_set), _parse_sets(args.input_set)
+    for path in args.configs:
+        base = ExperimentConfig.load(path)
+        d = base.to_dict()
+        d.update(sets)
+        d["model_config"] = {**d["model_config"], **msets}
+        d["input"] = {**d["input"], **isets}
+        if args.data:
+            d["data_dir"] = args.data
+        for fold in folds:
+            out = _fold_dir(args.out, base.model, fold)
+            if os.path.isfile(os.path.join(out, "evaluation.json")):
+                print(f"{base.model} fold {fold}: done, skipping")
+                continue
+            cfg = ExperimentConfig.from_dict({**d, "fold": fold, "name": f"{base.name}-fold{fold}"})
+            print(f"=== {base.model} fold {fold} -> {out}", flush=True)
+            train(cfg, output_dir=out, resume=True, verbose=2)
+    if args.ensemble:
+        ensemble(args, folds)
+
+
+def ensemble(args, folds) -> None:
+    import keras
+
+    from zoo.evaluation import evaluate
+    from zoo.models.naylor import Ensemble
+    from zoo.training.train import _write_json
+
+    names = args.ensemble.split(",")
+    for fold in folds:
+        out = _fold_dir(args.out, "ensemble", fold)
+        members = [keras.models.load_model(os.path.join(_fold_dir(args.out, n, fold), "checkpoints", "last.keras"))
+                   for n in names]
+        cfg = json.load(open(os.path.join(_fold_dir(args.out, names[0], fold), "evaluation.json")))
+        data = args.data or _config_of(args.out, names[0], fold)["data_dir"]
+        res = evaluate(Ensemble.from_members(members), data, split="test", fold=fold,
+                       postprocess=cfg["postprocess"], progress=True)
+        os.makedirs(out, exist_ok=True)
+        _write_json(os.path.join(out, "evaluation.json"), res)
+        print(f"ensemble({','.join(names)}) fold {fold}: aji {res['mean']['aji']:.4f}")
+
+
+def _config_of(out, model, fold):
+    import yaml
+
+    return yaml.safe_load(open(os.path.join(_fold_dir(out, model, fold), "config.yaml")))
+
+
+def table(args) -> None:
+    rows = {}
+    for model in sorted(os.listdir(args.out)):
+        folds = {}
+        mdir = os.path.join(args.out, model)
+        for f in sorted(os.listdir(mdir)):
+            p = os.path.join(mdir, f, "evaluation.json")
+            if os.path.isfile(p):
+                folds[int(f[4:])] = json.load(open(p))["mean"]
+        if folds:
+            rows[model] = folds
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    lines = [f"| model | folds (left-out patients) | " + " | ".join(c for c, _ in COLUMNS) + " |",
+             "|---|---|" + "---|" * len(COLUMNS)]
+    for model, folds in rows.items():
+        mean = {k: sum(f[k] for f in folds.values()) / len(folds) for _, k in COLUMNS}
+        lines.append(f"| **{model}** (ours) | {','.join(str(k) for k in sorted(folds))} | "
+                     + " | ".join(f"{mean[k]:.3f}" for _, k in COLUMNS) + " |")
+        if model in PAPER:
+            lines.append(f"| {model} (Naylor et al. Table 1) | all | "
+                         + " | ".join(f"{PAPER[model][c]:.3f}" if c in PAPER[model] else "–" for c, _ in COLUMNS) + " |")
+    text = "\n".join(lines)
+    print(text)
+    print(f"(commit {commit})")
+    if args.md:
+        with open(args.md + ".table.tmp", "w") as fh:
+            fh.write(text + "\n")
+        os.replace(args.md + ".table.tmp", args.md + ".table")
+        print(f"wrote {args.md}.table (paste it into {args.md})")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("configs", nargs="*")
+    r.add_argument("--folds", default="1,2,3,4,5,6,7,8,9,10,11")
+    r.add_argument("--out", default="runs/lopo")
+    r.add_argument("--data", default="")
+    r.add_argument("--set", action="append", help="top-level config override KEY=JSON")
+    r.add_argument("--model-set", action="append", help="model_config override KEY=JSON")
+    r.add_argument("--input-set", action="append", help="input config override KEY=JSON")
+    r.add_argument("--ensemble", default="", help="comma-separated trained member models to average")
+    r.set_defaults(func=run)
+    t = sub.add_parser("table")
+    t.add_argument("--out", default="runs/lopo")
+    t.add_argument("--md", default="")
+    t.set_defaults(func=table)
+    args = p.parse_args(argv)
+    args.func(args)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())
