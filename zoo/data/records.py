@@ -34,6 +34,9 @@ from zoo.errors import DataError
 SHARD_SUFFIX = ".tfrecord.gz"
 COMPRESSION = "GZIP"
 MAX_INSTANCE_ID = np.iinfo(np.uint16).max
+#: zlib level of the PNGs inside records: 1 encodes a 1000x1000 RGB tile ~5x faster than the default (6) for ~9 %
+#: more bytes (measured on MoNuSeg: 0.27 s vs 1.34 s, 1.82 MB vs 1.67 MB); decoding speed is the same
+PNG_COMPRESSION = 1
 
 
 def _tf():
@@ -46,7 +49,7 @@ def _png(arr: np.ndarray) -> bytes:
     tf = _tf()
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    return tf.io.encode_png(arr).numpy()
+    return tf.io.encode_png(arr, compression=PNG_COMPRESSION).numpy()
 
 
 def encode(sample: Sample) -> bytes:

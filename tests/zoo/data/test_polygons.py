@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 
 import numpy as np
 import pytest
@@ -130,3 +131,17 @@ def test_imagescope_errors(tmp_path):
     other.write_text("<svg/>")
     with pytest.raises(DataError, match="not an ImageScope XML"):
         read_imagescope_xml(other)
+
+
+def test_elementtree_fallback_reads_the_same_regions(tmp_path):
+    """Files not laid out as ImageScope writes them (here Y before X, a comment) take the ElementTree path."""
+    fast, slow = tmp_path / "fast.xml", tmp_path / "slow.xml"
+    fast.write_text(XML)
+    swapped = re.sub(r'<Vertex X="([^"]*)" Y="([^"]*)"/>', r'<Vertex Y="\2" X="\1"/>', XML)
+    slow.write_text("<!-- exported -->\n" + swapped)
+    a, b = read_imagescope_xml(fast), read_imagescope_xml(slow)
+    assert a[1] == b[1] and len(a[0]) == len(b[0]) == 4
+    for ra, rb in zip(a[0], b[0]):
+        np.testing.assert_array_equal(ra.vertices, rb.vertices)
+        assert (ra.region_id, ra.type, ra.negative, ra.annotation_id) == (rb.region_id, rb.type, rb.negative,
+                                                                          rb.annotation_id)
