@@ -46,6 +46,30 @@ def _tf():
     return tf
 
 
+def fill_tensor_proto(tp, value) -> None:
+    """Write numpy ``value`` into the TensorProto ``tp`` in place (numbers as one ``tensor_content`` buffer, no
+    intermediate proto copy; strings through tf.make_tensor_proto)."""
+    arr = np.asarray(value)
+    if arr.dtype == object or arr.dtype.kind in "SU":
+        tp.CopyFrom(_tf().make_tensor_proto(arr))
+        return
+    tf = _tf()
+    tp.dtype = tf.as_dtype(arr.dtype).as_datatype_enum
+    for d in arr.shape:
+        tp.tensor_shape.dim.add(size=d)
+    tp.tensor_content = np.ascontiguousarray(arr).tobytes()
+
+
+def to_ndarray(tp) -> np.ndarray:
+    """TensorProto -> numpy; a zero-copy (read-only) view when the data is in ``tensor_content``."""
+    tf = _tf()
+    dtype = tf.as_dtype(tp.dtype)
+    if tp.tensor_content and dtype != tf.string:
+        shape = [d.size for d in tp.tensor_shape.dim]
+        return np.frombuffer(tp.tensor_content, dtype.as_numpy_dtype).reshape(shape)
+    return tf.make_ndarray(tp)
+
+
 def _backoff(attempt: int, base: float) -> float:
     return base * (2 ** attempt) * (0.5 + random.random() / 2)
 
@@ -98,15 +122,14 @@ class PredictClient:
         in ``self.last_version``."""
         from tensorflow_serving.apis import predict_pb2
 
-        tf = _tf()
         req = predict_pb2.PredictRequest()
         self._spec(req.model_spec, model, version, label, signature)
         for k, v in inputs.items():
-            req.inputs[k].CopyFrom(tf.make_tensor_proto(v))
+            fill_tensor_proto(req.inputs[k], v)
         req.output_filter.extend(output_filter)
         resp = self._call(self._predict.Predict, req)
         self.last_version = resp.model_spec.version.value
-        return {k: tf.make_ndarray(v) for k, v in resp.outputs.items()}
+        return {k: to_ndarray(v) for k, v in resp.outputs.items()}
 
     def predict_images(self, model: str, images: np.ndarray, **kw) -> dict:
         """uint8 [B, H, W, 3] -> ``predict_images``; float [B, H, W, 3] in [0, 1] -> ``serving_default``."""

@@ -210,7 +210,7 @@ def _servicers(registry: ModelRegistry):
     from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
                                          predict_pb2, prediction_service_pb2_grpc)
 
-    tf = _tf()
+    from serving.client import fill_tensor_proto, to_ndarray
 
     def guarded(fn):
         def wrapper(self, request, context):
@@ -235,7 +235,7 @@ def _servicers(registry: ModelRegistry):
             inputs = {}
             for key, tp in request.inputs.items():
                 try:
-                    inputs[key] = tf.make_ndarray(tp)
+                    inputs[key] = to_ndarray(tp)
                 except Exception as e:  # noqa: BLE001 - malformed TensorProto
                     raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                        f"input {key!r}: unreadable TensorProto ({_first_line(str(e))})") from None
@@ -245,7 +245,7 @@ def _servicers(registry: ModelRegistry):
             resp.model_spec.version.value = lv.version
             resp.model_spec.signature_name = sig
             for k, v in out.items():
-                resp.outputs[k].CopyFrom(tf.make_tensor_proto(v))
+                fill_tensor_proto(resp.outputs[k], v)
             return resp
 
         @guarded
