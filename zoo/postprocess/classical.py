@@ -48,6 +48,7 @@ class HuConfig:
     """Hu et al.'s segmentation parameters (sec. IV-B); defaults are the paper's.
 
     threshold: global threshold on the 8-bit hematoxylin intensity image (nuclei are darker than it). Paper: 120.
+      ``"otsu"`` picks it per image by Otsu's method on that image (not in the paper; a parameter-free variant).
     min_size: objects with fewer pixels are removed before the opening. Paper: 200.
     opening: side of the square structuring element of the opening. Paper: 7 (7x7).
     min_size_after: optional second size filter after the opening (0 = off; not in the paper).
@@ -59,7 +60,7 @@ class HuConfig:
     connectivity: 4 or 8 for the final connected components.
     """
 
-    threshold: float = 120.0
+    threshold: float | str = 120.0
     min_size: int = 200
     opening: int = 7
     min_size_after: int = 0
@@ -69,8 +70,9 @@ class HuConfig:
     connectivity: int = 8
 
     def __post_init__(self):
-        if not (0 < self.threshold < 256):
-            raise ConfigError(f"HuConfig.threshold must be an 8-bit intensity in (0, 256), got {self.threshold}")
+        if self.threshold != "otsu" and not (isinstance(self.threshold, (int, float)) and 0 < self.threshold < 256):
+            raise ConfigError(f"HuConfig.threshold must be an 8-bit intensity in (0, 256) or 'otsu', "
+                              f"got {self.threshold!r}")
         if self.min_size < 0 or self.min_size_after < 0:
             raise ConfigError("HuConfig.min_size and min_size_after must be >= 0")
         if self.opening < 0:
@@ -93,14 +95,18 @@ class ClassicalResult:
     info: dict
 
 
-def hu_postprocess(hematoxylin, threshold: float = 120.0, min_size: int = 200, opening: int = 7,
+def hu_postprocess(hematoxylin, threshold: float | str = 120.0, min_size: int = 200, opening: int = 7,
                    min_size_after: int = 0, connectivity: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Hu et al. steps 3-4 on an 8-bit-scale hematoxylin intensity image: ``I_H < threshold`` -> remove objects
     smaller than ``min_size`` px -> opening with a ``opening`` x ``opening`` square -> connected components.
-    Returns ``(instances int32, mask bool)``."""
+    ``threshold="otsu"``: Otsu's threshold of this image's intensities. Returns ``(instances int32, mask bool)``."""
     h = np.asarray(hematoxylin, dtype=np.float32)
     if h.ndim != 2:
         raise ConfigError(f"hematoxylin must be a 2-D intensity image, got shape {h.shape}")
+    if threshold == "otsu":
+        from skimage.filters import threshold_otsu
+
+        threshold = float(threshold_otsu(h)) if h.size and h.max() > h.min() else 0.0
     mask = h < threshold
     if min_size > 1:
         mask = remove_small(label_components(mask, connectivity), min_size) > 0
