@@ -384,7 +384,7 @@ def _add_pipeline(sub) -> None:
         q.add_argument("--data-root", required=True, help="the raw dataset folder (or a gs:// path when compiling)")
         q.add_argument("--option", action="append", metavar="KEY=VALUE", help="reader option (repeatable)")
         q.add_argument("--threshold", action="append", metavar="METRIC=MIN",
-                       help="blessing threshold, e.g. aji=0.5 (repeatable; default dice=0 aji=0)")
+                       help="blessing threshold, e.g. aji=0.5 (repeatable; default pixel_dice=0 aji=0)")
         q.add_argument("--compare-metric", default=None, help="metric that must beat the blessed baseline (aji)")
         q.add_argument("--min-improvement", type=float, default=None, help="margin over the baseline (0)")
         q.add_argument("--eval-max-images", type=int, default=0, help="score only the first N eval images (0 = all)")

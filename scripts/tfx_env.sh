@@ -74,7 +74,8 @@ IN() {
   chroot "$R" /usr/bin/env -i PATH="$VENV/bin:/usr/sbin:/usr/bin:/sbin:/bin" HOME=/root LANG=C.UTF-8 \
     DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
     SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
-    PIP_CERT=/etc/ssl/certs/ca-certificates.crt HISTOZOO_DATA=/shared/data "${pass[@]}" bash -c "$@"
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt GIT_PYTHON_REFRESH=quiet HISTOZOO_DATA=/shared/data "${pass[@]}" \
+    bash -c "$@"
 }
 
 # -- build ------------------------------------------------------------------------------------------------------

@@ -68,7 +68,8 @@ def run_fn(fn_args) -> None:
     if custom.get("mlflow_tracking_uri"):
         os.environ["MLFLOW_TRACKING_URI"] = custom["mlflow_tracking_uri"]
     cfg = ExperimentConfig.from_dict(custom["experiment"])
-    cfg = cfg.replace(data_dir="", tracking={**cfg.tracking, "register_as": ""})
+    # the ExampleGen already applied the fold / split: train on its records as they are
+    cfg = cfg.replace(data_dir="", fold=None, tracking={**cfg.tracking, "register_as": ""})
     train_records, eval_records = _expand(fn_args.train_files), _expand(fn_args.eval_files)
     if not train_records:
         raise ConfigError(f"no training records match {fn_args.train_files}")

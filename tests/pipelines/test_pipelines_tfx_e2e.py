@@ -82,7 +82,7 @@ def test_statistics_schema_and_validator(runs):
     (anom_dir,) = _artifact_dirs(root, "ExampleValidator", "anomalies")
     for split in ("train", "eval"):
         a = anomalies_pb2.Anomalies()
-        with open(os.path.join(anom_dir, f"Split-{split}", "SchemaDiffs.pb"), "rb") as fh:
+        with open(os.path.join(anom_dir, f"Split-{split}", "SchemaDiff.pb"), "rb") as fh:
             a.ParseFromString(fh.read())
         assert not a.anomaly_info, (split, dict(a.anomaly_info))
 
