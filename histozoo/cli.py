@@ -35,7 +35,18 @@ def _cmd_data_build(args) -> int:
     from zoo.data.build import build, format_summary
 
     options = _parse_options(args.option)
-    summary = build(args.dataset, args.root, args.out, per_shard=args.per_shard,
+    folder = {k: getattr(args, k) for k in _FOLDER_FLAGS if getattr(args, k) not in (None, False)}
+    if folder and args.dataset != "folder":
+        from zoo.errors import ConfigError
+
+        raise ConfigError(f"--{next(iter(folder)).replace('_', '-')} is an option of the 'folder' reader, "
+                          f"not of {args.dataset!r}")
+    options.update(folder)
+    if args.root is None and args.dataset != "folder":
+        from zoo.errors import ConfigError
+
+        raise ConfigError(f"--root is required for dataset {args.dataset!r}")
+    summary = build(args.dataset, args.root or ".", args.out, per_shard=args.per_shard,
                     progress=not args.quiet, **options)
     print(format_summary(summary))
     if args.fold is not None:
@@ -70,18 +81,36 @@ def _cmd_data_list(args) -> int:
     return 0
 
 
+_FOLDER_FLAGS = ("images", "labels", "geojson", "binary", "classes", "instance_classes", "class_maps", "sources",
+                 "source_pattern", "split_pattern", "test_fraction", "val_fraction", "seed")
+
+
 def _add_data(sub) -> None:
     p = sub.add_parser("data", help="build and inspect record shards of a dataset")
     dsub = p.add_subparsers(dest="data_cmd", required=True)
     b = dsub.add_parser("build", help="read a raw dataset folder and write GZIP TFRecord shards + summary.json")
     b.add_argument("dataset", help="dataset name (see `histozoo data list`)")
-    b.add_argument("--root", required=True, help="the raw dataset folder")
+    b.add_argument("--root", help="the raw dataset folder (for 'folder': the base of relative paths, default .)")
     b.add_argument("--out", required=True, help="output folder for shards, summary.json (and folds.json)")
     b.add_argument("--fold", type=int, default=None, help="also print the train/test images of this fold")
     b.add_argument("--per-shard", type=int, default=32, help="records per shard (default 32)")
     b.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="reader option, e.g. connectivity=4 for tnbc (repeatable)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = b.add_argument_group("your own data (dataset 'folder'; see docs/own_data.md)")
+    g.add_argument("--images", help="images folder (default ROOT/images)")
+    g.add_argument("--labels", help="label images / masks / .npy folder, paired by file stem (default ROOT/labels)")
+    g.add_argument("--geojson", help="QuPath GeoJSON folder (<stem>.geojson or .json) instead of --labels")
+    g.add_argument("--binary", action="store_true", help="labels are binary masks: nuclei = connected components")
+    g.add_argument("--classes", help="class names, .txt (one per line) or .json; type i = line i")
+    g.add_argument("--instance-classes", dest="instance_classes", help="CSV: image, instance, class (name or index)")
+    g.add_argument("--class-maps", dest="class_maps", help="folder of per-pixel class images (majority per instance)")
+    g.add_argument("--sources", help="CSV: image, source[, split, organ, site, mpp]")
+    g.add_argument("--source-pattern", dest="source_pattern", help="regex on the image key; group 'source'")
+    g.add_argument("--split-pattern", dest="split_pattern", help="regex on the image key; group 'split'")
+    g.add_argument("--test-fraction", dest="test_fraction", type=float, help="split by source hash (default 0.2)")
+    g.add_argument("--val-fraction", dest="val_fraction", type=float, help="split by source hash (default 0)")
+    g.add_argument("--seed", type=int, help="seed of the split by source (default 0)")
     b.set_defaults(func=_cmd_data_build)
     i = dsub.add_parser("info", help="print the summary of a built data folder")
     i.add_argument("data", help="a folder written by `histozoo data build`")

@@ -80,3 +80,4 @@ from zoo.data.readers import crchistophenotypes  # noqa: E402,F401
 from zoo.data.readers import bone_marrow  # noqa: E402,F401
 from zoo.data.readers import consep  # noqa: E402,F401
 from zoo.data.readers import pannuke  # noqa: E402,F401
+from zoo.data.readers import folder  # noqa: E402,F401
