@@ -218,6 +218,15 @@ def _geometries(geoms: list) -> list[dict]:
     return [json.loads(s) for s in shapely.to_geojson(arr)]
 
 
+def _properties(object_type: str, c: int, names: tuple) -> dict:
+    """QuPath properties: objectType, and for class c > 0 classification {name, color}."""
+    props = {"objectType": object_type}
+    if c > 0:
+        props["classification"] = {"name": names[c - 1] if c <= len(names) else f"Class {c}",
+                                   "color": list(PALETTE[(c - 1) % len(PALETTE)])}
+    return props
+
+
 def instances_to_features(instances: np.ndarray, classes: Mapping[int, int] | None = None,
                           class_names: Sequence[str] | None = None, object_type: str = "annotation") -> list[dict]:
     """An instance map -> GeoJSON Features (in memory), one per instance id in increasing order.
@@ -233,11 +242,7 @@ def instances_to_features(instances: np.ndarray, classes: Mapping[int, int] | No
     names = tuple(class_names or ())
     feats = []
     for i, g in zip(ids.tolist(), _geometries(geoms)):
-        props = {"objectType": object_type}
-        c = classes.get(i, 0)
-        if c > 0:
-            name = names[c - 1] if c <= len(names) else f"Class {c}"
-            props["classification"] = {"name": name, "color": list(PALETTE[(c - 1) % len(PALETTE)])}
+        props = _properties(object_type, classes.get(i, 0), names)
         feats.append({"type": "Feature", "geometry": g, "properties": props})
     return feats
 
@@ -288,13 +293,9 @@ def polygons_to_features(polygons: Sequence, shift: tuple = (0.0, 0.0), classes:
         ext, holes = poly if isinstance(poly, tuple) and len(poly) == 2 else (poly, ())
         if is_degenerate(ext):
             continue
-        rings = [np.asarray(r, np.float64).reshape(-1, 2) + d for r in [ext, *[h for h in holes if not is_degenerate(h)]]]
+        rings = [np.asarray(r, np.float64).reshape(-1, 2) + d
+                 for r in [ext, *[h for h in holes if not is_degenerate(h)]]]
         rings = [np.vstack([r, r[:1]]) if not np.array_equal(r[0], r[-1]) else r for r in rings]  # GeoJSON: closed
-        props = {"objectType": object_type}
-        c = int(classes[k]) if classes is not None else 0
-        if c > 0:
-            props["classification"] = {"name": names[c - 1] if c <= len(names) else f"Class {c}",
-                                       "color": list(PALETTE[(c - 1) % len(PALETTE)])}
         out.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [r.tolist() for r in rings]},
-                    "properties": props})
+                    "properties": _properties(object_type, int(classes[k]) if classes is not None else 0, names)})
     return out

@@ -34,8 +34,9 @@ names. Without ``classes=`` the names are the sorted distinct names found in the
 (a class map or integer classes need ``classes=``). An unknown name is an error naming the file and the row.
 
 **Sources and splits.** ``sources=`` a CSV with an ``image`` column and any of ``source`` (alias ``patient``),
-``split``, ``organ``, ``site``, ``mpp``; or ``source_pattern=`` a regex searched in the image key whose group
-``source`` (or first group) is the source id; otherwise every image is its own source. The split of an image is,
+``split``, ``organ``, ``site``, ``mpp``, ``tissue_class`` (image-level class index); or ``source_pattern=`` a regex
+searched in the image key whose group ``source`` (or first group) is the source id; otherwise every image is its own
+source. CSV ``image`` values may be the key, the file name, or a stem that is unique. The split of an image is,
 first match: the CSV's ``split`` column; ``split_pattern=`` (a regex with group ``split`` or a first group, e.g.
 ``^(train|val|test)/`` for images/train/...; "training"/"testing"/"valid(ation)" accepted); else a deterministic
 split **by source**: sources sorted by sha256("<seed>:<source>"), the first round(test_fraction x n) go to test
@@ -413,7 +414,8 @@ class FolderReader(Reader):
     def _read_sources(self, path: str) -> None:
         rows = _read_csv(path, {"image": ("image", "image_id", "file", "filename", "name")},
                          {"source": ("source", "source_id", "patient", "patient_id", "slide"), "split": ("split",),
-                          "organ": ("organ", "tissue"), "site": ("site",), "mpp": ("mpp", "microns_per_pixel")})
+                          "organ": ("organ",), "site": ("site",), "mpp": ("mpp", "microns_per_pixel"),
+                          "tissue_class": ("tissue_class",)})
         for k, rs in self._rows_by_image(path, rows, "sources").items():
             if len(rs) > 1:
                 raise DataError(path, f"lines {rs[0]['_line']} and {rs[1]['_line']}: image {k!r} listed twice")
@@ -429,11 +431,13 @@ class FolderReader(Reader):
             for f in ("organ", "site"):
                 if r.get(f):
                     m[f] = r[f]
-            if r.get("mpp"):
-                try:
-                    m["mpp"] = float(r["mpp"])
-                except ValueError:
-                    raise DataError(path, f"line {r['_line']}: mpp {r['mpp']!r} is not a number") from None
+            for f, kind in (("mpp", float), ("tissue_class", int)):
+                if r.get(f):
+                    try:
+                        m[f] = kind(r[f])
+                    except ValueError:
+                        what = "an integer" if kind is int else "a number"
+                        raise DataError(path, f"line {r['_line']}: {f} {r[f]!r} is not {what}") from None
 
     def _read_instance_classes(self, path: str) -> None:
         rows = _read_csv(path, {"image": ("image", "image_id", "file", "filename", "name"),
@@ -534,7 +538,7 @@ class FolderReader(Reader):
         return Sample(image=image, image_id=key, dataset=self.dataset_name, source_id=self.source[key],
                       split=self.split[key], instances=inst, instance_ids=ids, instance_classes=cls,
                       organ=m.get("organ", self.organ), site=m.get("site", self.site), mpp=m.get("mpp", self.mpp),
-                      class_names=self.class_names)
+                      tissue_class=m.get("tissue_class", -1), class_names=self.class_names)
 
     def folds(self) -> list[dict] | None:
         if not self.with_folds:
