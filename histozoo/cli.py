@@ -35,7 +35,7 @@ def _cmd_data_build(args) -> int:
     from zoo.data.build import build, format_summary
 
     options = _parse_options(args.option)
-    folder = {k: getattr(args, k) for k in _FOLDER_FLAGS if getattr(args, k) not in (None, False)}
+    folder = {k: v for k, v in ((k, getattr(args, k)) for k in _FOLDER_FLAGS) if v is not None and v is not False}
     if folder and args.dataset != "folder":
         from zoo.errors import ConfigError
 
