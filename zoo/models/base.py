@@ -125,7 +125,7 @@ class ModelConfig:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, ModelConfig):
+    if hasattr(value, "to_dict"):  # ModelConfig and nested specs such as EnsembleMember
         return value.to_dict()
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]

@@ -111,10 +111,10 @@ class _VGGSegmentation(SegmentationModel):
         return VGG16_STRIDE
 
     def _fc(self, name: str, kernel: int, activation: Optional[str]) -> keras.layers.Layer:
-        """fc6 / fc7 of VGG16 as convolutions."""
+        """fc6 / fc7 of VGG16 as convolutions (no bias when batch norm follows: it would cancel)."""
         c = self.config
         return keras.layers.Conv2D(scaled(c.fc_filters, c.width_multiplier), kernel, padding="same",
-                                   activation=activation, name=name)
+                                   activation=activation, use_bias=activation is not None, name=name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,9 +194,10 @@ class DeconvNet(_VGGSegmentation):
         self.score = keras.layers.Conv2D(c.num_classes, 1, name="score")
 
     def _deconv(self, maps: int, kernel: int, name: str) -> list:
-        """A deconvolution and its batch normalisation (ReLU applied in ``_apply``)."""
+        """A deconvolution (no bias: batch norm follows) and its batch normalisation (ReLU in ``_apply``)."""
         c = self.config
-        return [keras.layers.Conv2DTranspose(scaled(maps, c.width_multiplier), kernel, padding="same", name=name),
+        return [keras.layers.Conv2DTranspose(scaled(maps, c.width_multiplier), kernel, padding="same",
+                                             use_bias=False, name=name),
                 keras.layers.BatchNormalization(name=f"{name}_bn")]
 
     @staticmethod

@@ -1,0 +1,111 @@
+"""The shared model test harness (in the spirit of keras-hub's run_backbone_test / run_model_saving_test): every
+registered model, at a tiny width, builds, trains two steps with keras fit on (x, y, w), round-trips
+get_config / from_config, saves to .keras and reloads in a FRESH process with identical predictions, and exports a
+SavedModel whose serving signature gives the same probabilities.
+
+A new model registered in zoo.models is picked up by test_models_all.py automatically; it only needs an entry in
+TINY_CONFIGS (a missing entry fails ``test_has_tiny_config``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+IMAGE_SIZE = 32  # a multiple of every tiny model's min_divisor (VGG16: 32)
+_VGG_TINY = {"width_multiplier": 1 / 16, "fc_filters": 256}  # blocks of 4, 8, 16, 32, 32 maps; fc 16 maps
+
+TINY_CONFIGS = {
+    "pangnet": {},
+    "fcn8s": dict(_VGG_TINY),
+    "deconvnet": dict(_VGG_TINY),
+    # members with different strides (1 and 32): the ensemble pads to their least common multiple
+    "ensemble": {"members": [{"name": "pangnet"}, {"name": "fcn8s", "config": dict(_VGG_TINY)}]},
+    "unet": {"base_filters": 4, "depth": 2},
+}
+
+
+def tiny_config(name: str) -> dict:
+    if name not in TINY_CONFIGS:
+        raise KeyError(f"model {name!r} has no tiny test config: add one to tests/zoo/models/harness.py TINY_CONFIGS")
+    return TINY_CONFIGS[name]
+
+
+def random_batch(num_classes: int, batch: int = 4, size: int = IMAGE_SIZE, seed: int = 0):
+    """x float32 [B, H, W, 3] in [0, 1], y int32 labels [B, H, W], w float32 per-pixel weights [B, H, W]."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((batch, size, size, 3), dtype=np.float32)
+    y = rng.integers(0, num_classes, (batch, size, size), dtype=np.int32)
+    w = rng.uniform(0.5, 2.0, (batch, size, size)).astype(np.float32)
+    return x, y, w
+
+
+def fit_two_steps(model, x, y, w):
+    """Compile with the project's default loss and run exactly two optimizer steps of keras fit on (x, y, w).
+
+    Eagerly: tracing the train step of the VGG16 networks costs ~20 s of CPU each (the serving export below still
+    traces every model's inference graph, and test_models_naylor.py checks unpooling gradients in a tf.function)."""
+    import keras
+
+    from zoo.losses import get_loss
+
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=get_loss("weighted_ce"), weighted_metrics=[],
+                  run_eagerly=True)
+    return model.fit(x, y, sample_weight=w, batch_size=len(x) // 2, epochs=1, shuffle=False, verbose=0)
+
+
+def check_config_round_trip(model):
+    """get_config -> from_config -> the same config; the config is JSON-serialisable; the config dataclass
+    round-trips through to_dict / from_dict."""
+    import keras
+
+    config = model.get_config()
+    assert json.loads(json.dumps(config)) == config
+    clone = type(model).from_config(config)
+    assert clone.get_config() == config
+    assert type(model.config).from_dict(model.config.to_dict()) == model.config
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
+    assert type(restored) is type(model) and restored.config == model.config
+
+
+def save_and_export(model, folder: str, name: str) -> dict:
+    """model.save(<name>.keras) and model.export(<name>_serving); returns the two paths."""
+    keras_path = os.path.join(folder, f"{name}.keras")
+    export_dir = os.path.join(folder, f"{name}_serving")
+    model.save(keras_path)
+    model.export(export_dir, verbose=False)
+    return {"keras": keras_path, "export": export_dir}
+
+
+_FRESH = r"""
+import json, sys
+import numpy as np
+import keras, tensorflow as tf
+import zoo.models, zoo.losses  # registers the histozoo classes with Keras
+jobs = json.loads(sys.argv[1])
+out = {}
+for name, job in jobs.items():
+    x = np.load(job["x"])
+    model = keras.saving.load_model(job["keras"])
+    out[name + "/keras"] = model.predict(x, verbose=0)
+    out[name + "/class"] = np.array(type(model).__name__)
+    serving = tf.saved_model.load(job["export"])
+    out[name + "/serving"] = serving.serve(tf.constant(x)).numpy()
+np.savez(sys.argv[2], **out)
+"""
+
+
+def load_in_fresh_process(jobs: dict, out_path: str, timeout: int = 300) -> dict:
+    """One new Python process loads every ``jobs[name] = {"keras", "export", "x"}`` and predicts x with the
+    reloaded .keras model and with the SavedModel's ``serve`` endpoint; returns {name/keras, name/serving, ...}."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, "-c", _FRESH, json.dumps(jobs), out_path], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        raise AssertionError(f"fresh-process load failed:\n{proc.stderr[-4000:]}")
+    with np.load(out_path) as data:
+        return {k: data[k] for k in data.files}
