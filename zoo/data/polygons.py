@@ -278,7 +278,8 @@ def read_imagescope_xml(path: str | os.PathLike) -> tuple[list[XmlRegion], float
         head = raw[:4096].lstrip()
         root = None if head.startswith(b"<Annotations") else ET.fromstring(raw)
     except (OSError, EOFError, ET.ParseError) as e:
-        raise DataError(path, f"unreadable XML ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise DataError(path, f"unreadable XML ({type(e).__name__}: {first})") from None
     if root is not None and root.tag != "Annotations":
         raise DataError(path, f"not an ImageScope XML (root element <{root.tag}>, expected <Annotations>)")
     try:

@@ -55,7 +55,8 @@ def test_tnbc_folds_json_has_11_leave_one_patient_out_folds(tnbc_records):
     for f in folds:
         assert len(f["test"]) + len(f["train"]) == 50 and not set(f["test"]) & set(f["train"])
         assert {i.split("_")[0] for i in f["test"]} == {f["test_source"]}
-    assert sorted(i for f in folds for i in f["test"]) == sorted(load_summary(str(tnbc_records))["splits"]["all"]["image_ids"])
+    all_ids = load_summary(str(tnbc_records))["splits"]["all"]["image_ids"]
+    assert sorted(i for f in folds for i in f["test"]) == sorted(all_ids)
     _, test = select(str(tnbc_records), "test", 4)
     assert len(test) == 8  # patient 04 has 8 images
     with pytest.raises(DataError, match="fold 12 does not exist"):

@@ -96,7 +96,8 @@ XML = """<Annotations MicronsPerPixel="0.252700">
  <Region Id="1" Type="0" NegativeROA="0"><Vertices>
   <Vertex X="1" Y="1"/><Vertex X="5" Y="1"/><Vertex X="5" Y="5"/><Vertex X="1" Y="5"/></Vertices></Region>
  <Region Id="2" Type="0" NegativeROA="1"><Vertices>
-  <Vertex X="2.5" Y="2.5"/><Vertex X="3.5" Y="2.5"/><Vertex X="3.5" Y="3.5"/><Vertex X="2.5" Y="3.5"/></Vertices></Region>
+  <Vertex X="2.5" Y="2.5"/><Vertex X="3.5" Y="2.5"/><Vertex X="3.5" Y="3.5"/><Vertex X="2.5" Y="3.5"/>
+ </Vertices></Region>
  <Region Id="3" Type="2" NegativeROA="0"><Vertices><Vertex X="8" Y="8"/><Vertex X="12" Y="12"/></Vertices></Region>
  <Region Id="4" Type="0" NegativeROA="0"><Vertices><Vertex X="9.5" Y="1.25"/><Vertex X="9.5" Y="3"/></Vertices></Region>
 </Regions></Annotation></Annotations>"""

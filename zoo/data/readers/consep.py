@@ -34,7 +34,7 @@ MERGE_7_TO_4 = np.array([0, 1, 2, 3, 3, 4, 4, 4])  # index = original type, valu
 
 
 def read_hovernet_mat(path: str) -> dict:
-    """The label arrays of a HoVer-Net ``.mat``: inst_map, type_map (int32 H, W), inst_type (N,), inst_centroid (N, 2)."""
+    """The arrays of a HoVer-Net label .mat: inst_map, type_map (int32 H, W), inst_type (N,), inst_centroid (N, 2)."""
     from scipy.io import loadmat
 
     if not os.path.isfile(path):

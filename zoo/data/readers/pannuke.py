@@ -1,4 +1,4 @@
-"""PanNuke (Gamper et al., ECDP 2019 and arXiv:2003.10778): 256x256 H&E patches of 19 tissues in 3 folds, 5 nucleus types.
+"""PanNuke (Gamper et al., ECDP 2019 and arXiv:2003.10778): 256x256 H&E patches, 19 tissues, 3 folds, 5 nucleus types.
 
 Layout (the published zips, unpacked): ``Fold k/images/foldk/images.npy`` (N, 256, 256, 3; float64 0..255 or
 uint8), ``Fold k/images/foldk/types.npy`` (N,) tissue names, ``Fold k/masks/foldk/masks.npy`` (N, 256, 256, 6):
