@@ -1,0 +1,219 @@
+"""zoo.data.input: config validation, the training / evaluation datasets on synthetic and real (TNBC) records."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from zoo.data import records
+from zoo.data.input import InputConfig, dataset, keras_view, tile, untile
+from zoo.data.sample import Sample
+from zoo.errors import ConfigError, DataError
+
+
+# ---------------------------------------------------------------- synthetic records
+
+def _square_sample(k: int, size=(40, 48), typed=False, mpp=0.0, split="train") -> Sample:
+    """Image whose red channel encodes the instance map: nucleus j (a 6x6 square) has red = 20 * j."""
+    h, w = size
+    inst = np.zeros((h, w), np.int32)
+    img = np.full((h, w, 3), 230, np.uint8)
+    j = 0
+    for r in range(3, h - 8, 10):
+        for c in range(3 + k % 3, w - 8, 11):
+            j += 1
+            inst[r:r + 6, c:c + 6] = j
+    img[:, :, 0] = np.where(inst > 0, 20 * inst, 0)
+    kw = {}
+    if typed:
+        ids = np.arange(1, j + 1)
+        kw = dict(instance_ids=ids, instance_classes=(ids % 3), class_names=("a", "b"))
+    return Sample(image=img, image_id=f"img{k}", dataset="synthetic", source_id=f"s{k % 2}", split=split,
+                  instances=inst, mpp=mpp, **kw)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    d = tmp_path_factory.mktemp("synth")
+    records.write_shards([_square_sample(k) for k in range(4)], str(d), "train")
+    records.write_shards([_square_sample(9, (37, 50), split="test")], str(d), "test")
+    (d / "summary.json").write_text(json.dumps({"dataset": "synthetic", "splits": {}}))
+    return d
+
+
+def _batches(ds, n):
+    return [tuple(t.numpy() for t in b) for b in ds.take(n)]
+
+
+# ---------------------------------------------------------------- config
+
+def test_config_round_trip_and_validation():
+    cfg = InputConfig(target="inner_contour", types="merged", num_types=3, weight_map="unet", affine=True, w0=5)
+    assert cfg.w0 == 5.0 and isinstance(cfg.w0, float) and cfg.num_classes == 5
+    assert InputConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert InputConfig().num_classes == 2 and InputConfig(target="three_class").num_classes == 3
+    assert InputConfig(target="points", num_types=4).num_classes == 5
+    bad = [dict(target="four_class"), dict(patch_size=0), dict(batch_size=True), dict(weight_map="dist"),
+           dict(target="points", weight_map="unet"), dict(types="merged", num_types=2), dict(types="extra"),
+           dict(blur_prob=2.0), dict(flip="yes"), dict(num_parallel_calls=0), dict(sigma=0)]
+    for kw in bad:
+        with pytest.raises(ConfigError, match="InputConfig"):
+            InputConfig(**kw)
+    with pytest.raises(ConfigError, match="unknown option"):
+        InputConfig.from_dict({"patch_size": 64, "patchsize": 3})
+
+
+def test_bad_sources_raise_project_errors(tmp_path, synth):
+    with pytest.raises(DataError, match="no record shards"):
+        dataset(str(tmp_path), InputConfig())
+    with pytest.raises(DataError, match="no such record shard"):
+        dataset([str(tmp_path / "missing.tfrecord.gz")], InputConfig())
+    with pytest.raises(DataError, match="needs centre points"):
+        dataset(str(synth), InputConfig(target="points"))
+    with pytest.raises(ConfigError, match="fold"):
+        dataset(records.list_shards(str(synth), "train"), InputConfig(), fold=1)
+
+
+# ---------------------------------------------------------------- training
+
+def test_training_batches_shapes_and_alignment(synth):
+    """Red channel encodes the instance map; after flips/rot90 (exact) y must be 1 exactly where red > 0."""
+    cfg = InputConfig(patch_size=32, batch_size=4, patches_per_image=3, target="binary", seed=3)
+    (x, y, w), = _batches(dataset(str(synth), cfg), 1)
+    assert x.shape == (4, 32, 32, 3) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    assert y.shape == (4, 32, 32) and y.dtype == np.int32 and w.shape == (4, 32, 32) and w.dtype == np.float32
+    np.testing.assert_array_equal(y, (x[..., 0] > 0).astype(np.int32))
+    np.testing.assert_array_equal(w, 1.0)
+    # 3-class: the boundary ring of each 6x6 square (width 1) -> 20 boundary + 16 interior pixels per whole square
+    cfg3 = InputConfig(patch_size=32, batch_size=4, target="three_class", boundary_width=1, seed=3)
+    (x3, y3, _), = _batches(dataset(str(synth), cfg3), 1)
+    np.testing.assert_array_equal(y3 > 0, x3[..., 0] > 0)
+    assert (y3 == 2).any() and (y3 == 1).any()
+
+
+def test_full_augmentation_keeps_targets_on_the_pattern(synth):
+    cfg = InputConfig(patch_size=32, batch_size=8, target="binary", affine=True, elastic=True, elastic_alpha=1.5,
+                      elastic_sigma=6.0, seed=5)
+    (x, y, _), = _batches(dataset(str(synth), cfg), 1)
+    red, grey = x[..., 0], x[..., 1]
+    from scipy import ndimage
+    # pixels whose whole 3x3 neighbourhood is nucleus-coloured (or background-coloured) in the warped image
+    inside = np.stack([ndimage.binary_erosion(r > 0, np.ones((3, 3)), border_value=1) for r in red])
+    outside = np.stack([ndimage.binary_erosion(r == 0, np.ones((3, 3)), border_value=1) for r in red])
+    assert inside.sum() > 100 and outside.sum() > 100
+    assert (y[inside] == 1).mean() > 0.99 and (y[outside] == 0).mean() > 0.99
+    assert (y == (red > 0)).mean() > 0.9
+    assert (grey > 0).all()
+
+
+def test_same_seed_same_batches_different_seed_different(synth):
+    cfg = InputConfig(patch_size=24, batch_size=4, target="three_class", weight_map="unet", affine=True,
+                      elastic=True, blur=True, color_jitter=True, hed_jitter=True, seed=11)
+    a = _batches(dataset(str(synth), cfg), 2)
+    b = _batches(dataset(str(synth), cfg), 2)
+    for ta, tb in zip(a, b):
+        for u, v in zip(ta, tb):
+            np.testing.assert_array_equal(u, v)
+    c = _batches(dataset(str(synth), InputConfig.from_dict({**cfg.to_dict(), "seed": 12})), 2)
+    assert not np.array_equal(a[0][0], c[0][0])
+    ds = dataset(str(synth), cfg)
+    e1, e2 = _batches(ds, 1), _batches(ds, 1)  # a second pass (epoch) draws new patches
+    assert not np.array_equal(e1[0][0], e2[0][0])
+
+
+def test_weight_map_and_typed_outputs(tmp_path):
+    records.write_shards([_square_sample(k, typed=True) for k in range(2)], str(tmp_path), "train")
+    cfg = InputConfig(patch_size=32, batch_size=2, target="inner_contour", boundary_width=1, weight_map="unet",
+                      types="extra", num_types=2, rot90=False, flip=False, seed=1)
+    (x, y, w), = dataset(str(tmp_path), cfg).take(1)
+    assert set(y) == {"target", "types"} and set(w) == {"target", "types"}
+    inst_red = (x.numpy()[..., 0] * 255).round().astype(int)
+    inst = np.where(inst_red > 0, inst_red // 20, 0)  # red = 20 * id
+    types = y["types"].numpy()
+    known = inst > 0
+    np.testing.assert_array_equal(types[known], inst[known] % 3)
+    assert (w["types"].numpy()[known & (types == 0)] == 0).all()
+    wt = w["target"].numpy()
+    assert wt.min() >= 1.0 and wt.max() <= 11.0 and wt.max() > 2.0  # squares 5 px apart: border weights
+    merged = InputConfig.from_dict({**cfg.to_dict(), "types": "merged"})
+    (x, y, w), = dataset(str(tmp_path), merged).take(1)
+    y, w = y.numpy(), w.numpy()
+    assert set(np.unique(y)) <= {0, 1, 2, 3} and (y == 3).any()  # K = 2: inner 1..2, contour 3
+    unknown_inner = (x.numpy()[..., 0] > 0) & (y == 0)
+    assert unknown_inner.any() and (w[unknown_inner] == 0).all()
+
+
+def test_points_target_discs_follow_the_points(tmp_path):
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(5, 55, (12, 2)).astype(np.float32)
+    img = np.zeros((60, 60, 3), np.uint8)
+    yy, xx = np.mgrid[:60, :60]
+    for p in pts:
+        img[(yy - p[0]) ** 2 + (xx - p[1]) ** 2 <= 9] = 255
+    s = Sample(image=img, image_id="p", dataset="synthetic", source_id="p", split="train", points_yx=pts,
+               point_classes=np.array([1, 2] * 6), class_names=("a", "b"))
+    records.write_shards([s], str(tmp_path), "train")
+    cfg = InputConfig(patch_size=48, batch_size=4, target="points", point_radius=2.0, num_types=2, affine=True,
+                      affine_scale=0.0, affine_shear=0.0, seed=2)
+    (x, y, w), = _batches(dataset(str(tmp_path), cfg), 1)
+    assert set(np.unique(y)) == {0, 1, 2}
+    np.testing.assert_array_equal(w > 0, y > 0)
+    assert x[..., 0][y > 0].mean() > 0.9  # discs (r=2) sit inside the white r=3 dots
+
+
+# ---------------------------------------------------------------- evaluation
+
+def test_evaluation_full_images_padded(synth):
+    cfg = InputConfig(target="three_class", boundary_width=1, eval_pad_multiple=16)
+    out = list(dataset(str(synth), cfg, split="test", training=False))
+    assert len(out) == 1
+    d = {k: v.numpy() for k, v in out[0].items()}
+    assert d["x"].shape == (1, 48, 64, 3) and d["height"][0] == 37 and d["width"][0] == 50
+    assert d["image_id"][0] == b"img9" and d["scale"][0] == 1.0
+    ref = _square_sample(9, (37, 50))
+    np.testing.assert_array_equal(d["instances"][0, :37, :50], ref.instances)
+    assert (d["instances"][0, 37:] == 0).all() and (d["w"][0, 37:] == 0).all() and (d["w"][0, :37, :50] == 1).all()
+    np.testing.assert_allclose(d["x"][0, :37, :50], ref.image / 255.0, atol=1e-7)
+    np.testing.assert_allclose(d["x"][0, 37:39, :50], ref.image[[36, 35]] / 255.0, atol=1e-7)  # mirrored
+    x, y, w = next(iter(keras_view(dataset(str(synth), cfg, split="test", training=False))))
+    assert x.shape == (1, 48, 64, 3) and y.shape == (1, 48, 64)
+    # deterministic
+    again = next(iter(dataset(str(synth), cfg, split="test", training=False)))
+    np.testing.assert_array_equal(again["y"].numpy(), d["y"])
+
+
+def test_mpp_resampling(tmp_path):
+    records.write_shards([_square_sample(0, (40, 48), mpp=0.5)], str(tmp_path), "train")
+    cfg = InputConfig(mpp=0.25, eval_pad_multiple=1)
+    d = next(iter(dataset(str(tmp_path), cfg, training=False)))
+    assert d["x"].shape == (1, 80, 96, 3) and float(d["scale"][0]) == 2.0
+    assert int(d["instances"].numpy().max()) == int(_square_sample(0).instances.max())
+    assert (d["instances"].numpy() > 0).sum() == 4 * (_square_sample(0).instances > 0).sum()
+
+
+@pytest.mark.parametrize("shape,size,overlap", [((70, 90, 3), 32, 8), ((20, 50), 32, 0), ((64, 64, 2), 32, 16)])
+def test_tile_untile_round_trip(shape, size, overlap):
+    img = np.random.default_rng(0).random(shape).astype(np.float32)
+    tiles, info = tile(img, size, overlap)
+    assert tiles.shape[1:3] == (size, size)
+    starts = info["starts"].numpy()
+    assert starts[:, 0].max() + size >= shape[0] or shape[0] < size
+    np.testing.assert_allclose(untile(tiles, info).numpy(), img, atol=1e-6)
+    with pytest.raises(ConfigError):
+        tile(img, 8, 8)
+
+
+# ---------------------------------------------------------------- real data
+
+def test_tnbc_fold_training_and_evaluation(tnbc_records):
+    cfg = InputConfig(patch_size=128, batch_size=4, patches_per_image=1, target="three_class", weight_map="unet",
+                      affine=True, elastic=True, hed_jitter=True, seed=0)
+    x, y, w = next(iter(dataset(str(tnbc_records), cfg, split="train", fold=1)))
+    assert x.shape == (4, 128, 128, 3) and set(np.unique(y.numpy())) == {0, 1, 2}
+    assert 1.0 <= w.numpy().min() and w.numpy().max() <= 11.0
+    ev = list(dataset(str(tnbc_records), cfg, split="test", fold=1, training=False))
+    ids = sorted(d["image_id"].numpy()[0].decode() for d in ev)
+    assert ids == [f"01_{i}" for i in range(1, 8)]  # patient 01's 7 images (PROVENANCE)
+    d = ev[0]
+    assert d["x"].shape == (1, 512, 512, 3) and int(d["instances"].numpy().max()) > 0

@@ -1,0 +1,430 @@
+"""The tf.data input layer: records -> (augmented patches, per-pixel targets, per-pixel loss weights).
+
+``dataset(source, config, split, fold, training)`` is the one entry point (training core, evaluation, TFX Trainer).
+
+Training (``training=True``) yields ``(x, y, w)`` batches ready for ``keras.Model.fit(ds)`` with per-pixel sample
+weights: x float32 [B, P, P, 3] in [0, 1]; y int32 [B, P, P] class indices (zoo.data.targets for each target);
+w float32 [B, P, P] loss weights (ones for ``weight_map="none"``, except 0 where a pixel is to be ignored). With
+``types="extra"`` y and w are dicts {"target": ..., "types": ...} (per-pixel nucleus type, 0 = background or unknown,
+unknown-type nucleus pixels weighted 0 in "types") for a two-headed model whose outputs are named so.
+
+The training graph, per image: decode (records.decode) -> optional resampling to ``mpp`` -> cache -> image shuffle ->
+``patches_per_image`` patch draws, each with its own stateless seed -> one coordinate map per patch (flip, rot90,
+affine, elastic: zoo.data.augment) through which the image (bilinear) and the instance map (nearest) are both read ->
+targets and weight maps from the WARPED instance map (so they stay aligned) -> photometric jitter of the image only ->
+patch shuffle -> batch -> prefetch. Patch centres are uniform over the image (the patch lies inside the image
+when the image is large enough; beyond its edges pixels are mirrored). Reproducible: the same seed gives the same
+batches in every run; successive passes (epochs) over one dataset object draw new patches and augmentations.
+
+Evaluation (``training=False``) yields dicts, deterministic, no augmentation, ``eval_batch_size`` (1) whole images
+each: "x" [B, H', W', 3], "y" [B, H', W'], "w" [B, H', W'], "instances" [B, H', W'] int32, "image_id" [B] string,
+"height"/"width" [B] int32 (the true size), "scale" [B] float32 (resampling factor applied, 1 if none), plus "types"
+with typed targets and "points_yx" [B, N, 2] / "point_classes" [B, N] (padded with -1) for the points target.
+H', W' are the size rounded up to a multiple of ``eval_pad_multiple`` (mirrored image, zero labels, w = 0 in the
+padding); crop predictions to [:height, :width]. ``keras_view(ds)`` maps it to (x, y, w) for ``fit(validation_data=)``;
+``tile``/``untile`` cut images too big for one forward pass into overlapping tiles and blend predictions back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Sequence
+
+import tensorflow as tf
+
+from zoo.data import augment, records, targets
+from zoo.errors import ConfigError, DataError
+
+AUTOTUNE = tf.data.AUTOTUNE
+TYPE_MODES = ("none", "extra", "merged")
+_TYPE_SHIFT = 256  # instance id and nucleus type travel packed in one int32 label: id * 256 + type
+
+
+@dataclasses.dataclass(frozen=True)
+class InputConfig:
+    """Everything the input layer does, as one validated, serialisable value.
+
+    patch_size: side P of the square training patches (pixels, after resampling).
+    batch_size: training batch size.
+    target: "binary" | "three_class" | "inner_contour" | "points" (zoo.data.targets).
+    boundary_width: thickness in pixels of the boundary / contour band (three_class, inner_contour).
+    types: "none"; "extra" (y, w become dicts with a per-pixel "types" map); "merged" (inner_contour only: Qu et al.'s
+        typed inner classes 1..K and contour K+1).
+    num_types: K, the number of nucleus types (0 = untyped; for "points", 0 labels every disc 1).
+    weight_map: "none" | "unet" | "class_balanced" | "unet_class_balanced" (zoo.data.targets); w0, sigma: its
+        parameters (Qu et al. eq. 2: w0 = 10, sigma = 5 px).
+    point_radius: disc radius in pixels of the points target.
+    mpp: resample every image with a known mpp to this many microns per pixel (0 = off; images of unknown mpp are
+        used as they are).
+    patches_per_image: patches drawn from each image per pass over the data.
+    flip, rot90: random flips / multiples of 90 degrees (exact, no interpolation).
+    affine (+ affine_rotation degrees, affine_scale relative, affine_shear degrees): random affine warp.
+    elastic (+ elastic_alpha px displacement std, elastic_sigma px smoothness): random elastic deformation.
+    blur (+ blur_sigma max px, blur_prob): random Gaussian blur.
+    color_jitter (+ brightness, contrast, saturation, hue): random colour jitter.
+    hed_jitter (+ hed_sigma, hed_bias): random HED stain jitter (Tellez et al. 2018).
+    shuffle_buffer: patches in the shuffle buffer (<= 1: no patch shuffling); seed: the seed of every random choice.
+    cache: keep decoded (resampled) images in memory after the first pass.
+    num_parallel_calls: map parallelism (-1 = AUTOTUNE).
+    eval_batch_size, eval_pad_multiple: evaluation batching and padding (see module doc).
+    """
+
+    patch_size: int = 256
+    batch_size: int = 8
+    target: str = "binary"
+    boundary_width: int = 2
+    types: str = "none"
+    num_types: int = 0
+    weight_map: str = "none"
+    w0: float = 10.0
+    sigma: float = 5.0
+    point_radius: float = 4.0
+    mpp: float = 0.0
+    patches_per_image: int = 8
+    flip: bool = True
+    rot90: bool = True
+    affine: bool = False
+    affine_rotation: float = 180.0
+    affine_scale: float = 0.1
+    affine_shear: float = 5.0
+    elastic: bool = False
+    elastic_alpha: float = 4.0
+    elastic_sigma: float = 10.0
+    blur: bool = False
+    blur_sigma: float = 1.5
+    blur_prob: float = 0.5
+    color_jitter: bool = False
+    brightness: float = 0.1
+    contrast: float = 0.1
+    saturation: float = 0.1
+    hue: float = 0.02
+    hed_jitter: bool = False
+    hed_sigma: float = 0.05
+    hed_bias: float = 0.05
+    shuffle_buffer: int = 64
+    seed: int = 0
+    cache: bool = True
+    num_parallel_calls: int = -1
+    eval_batch_size: int = 1
+    eval_pad_multiple: int = 32
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            want = {"int": int, "float": float, "bool": bool, "str": str}[f.type]
+            if want is float and isinstance(v, int) and not isinstance(v, bool):
+                object.__setattr__(self, f.name, float(v))
+            elif not isinstance(v, want) or (want is int and isinstance(v, bool)):
+                raise ConfigError(f"InputConfig.{f.name}: expected {f.type}, got {v!r}")
+        _check(self.target in targets.TARGETS, "target", f"must be one of {targets.TARGETS}")
+        _check(self.weight_map in targets.WEIGHT_MAPS, "weight_map", f"must be one of {targets.WEIGHT_MAPS}")
+        _check(self.types in TYPE_MODES, "types", f"must be one of {TYPE_MODES}")
+        for name in ("patch_size", "batch_size", "patches_per_image", "eval_batch_size", "eval_pad_multiple",
+                     "boundary_width"):
+            _check(getattr(self, name) >= 1, name, "must be >= 1")
+        for name in ("w0", "mpp", "affine_rotation", "affine_scale", "affine_shear", "elastic_alpha", "brightness",
+                     "contrast", "saturation", "hed_sigma", "hed_bias", "blur_sigma", "num_types"):
+            _check(getattr(self, name) >= 0, name, "must be >= 0")
+        for name in ("sigma", "point_radius", "elastic_sigma"):
+            _check(getattr(self, name) > 0, name, "must be > 0")
+        _check(0 <= self.blur_prob <= 1, "blur_prob", "must lie in [0, 1]")
+        _check(0 <= self.hue <= 0.5, "hue", "must lie in [0, 0.5]")
+        _check(self.contrast < 1 and self.saturation < 1 and self.hed_sigma < 1, "contrast/saturation/hed_sigma",
+               "must be < 1")
+        _check(self.num_types <= 254, "num_types", "must be <= 254")
+        _check(self.num_parallel_calls == -1 or self.num_parallel_calls >= 1, "num_parallel_calls",
+               "must be -1 (AUTOTUNE) or >= 1")
+        if self.target == "points":
+            _check(self.weight_map == "none", "weight_map",
+                   "must be 'none' for the points target (its weight is the disc mask)")
+            _check(self.types == "none", "types", "must be 'none' for the points target (discs carry the type)")
+        if self.types == "merged":
+            _check(self.target == "inner_contour", "types", "'merged' needs target='inner_contour'")
+        if self.types != "none":
+            _check(self.num_types >= 1, "num_types", f"must be >= 1 with types={self.types!r}")
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes of y (the model's output channels)."""
+        if self.target == "binary":
+            return 2
+        if self.target == "points":
+            return self.num_types + 1 if self.num_types else 2
+        return self.num_types + 2 if self.types == "merged" else 3
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "InputConfig":
+        if not isinstance(d, dict):
+            raise ConfigError(f"InputConfig: expected a mapping, got {type(d).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"InputConfig: unknown option(s) {unknown}")
+        return cls(**d)
+
+
+def _check(ok: bool, name: str, problem: str) -> None:
+    if not ok:
+        raise ConfigError(f"InputConfig.{name}: {problem}")
+
+
+# ---------------------------------------------------------------- sources
+
+def resolve(source, split: str = "train", fold: int | None = None) -> tuple[list[str], set | None]:
+    """Shard paths and image-id filter of ``source``: a built data dir (zoo.data.build.select) or shard paths."""
+    from zoo.data.build import select
+
+    if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
+        return select(os.fspath(source), split, fold)
+    paths = [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else [os.fspath(p) for p in source]
+    if not paths:
+        raise ConfigError("dataset: empty list of record shards")
+    if fold is not None:
+        raise ConfigError("dataset: fold= needs a built data directory (with folds.json), not a list of shards")
+    for p in paths:
+        if not os.path.isfile(p):
+            raise DataError(p, "no such record shard or data directory")
+    return paths, None
+
+
+def _check_labels(paths: Sequence[str], config: InputConfig) -> None:
+    """Fail early, naming the shard, when its first record lacks the labels the target needs."""
+    first = next(records.iter_records(paths[:1]), None)
+    if first is None:
+        raise DataError(paths[0], "record shard is empty")
+    s = records.to_sample(first)
+    if config.target == "points" and s.points_yx is None:
+        raise DataError(paths[0], f"target 'points' needs centre points; record {s.image_id!r} has none")
+    if config.target != "points" and s.instances is None:
+        raise DataError(paths[0], f"target {config.target!r} needs instance maps; record {s.image_id!r} has none "
+                                  "(use target='points' for centre-annotated data)")
+
+
+# ---------------------------------------------------------------- per-image preparation
+
+def _needs_types(cfg: InputConfig) -> bool:
+    return cfg.types != "none"
+
+
+def _prepare(ex: dict, cfg: InputConfig) -> dict:
+    """Decoded record -> {image uint8, label int32 (id, or id*256 + type), points, ids} at the working resolution."""
+    image, inst = ex["image"], ex["instances"]
+    if _needs_types(cfg):
+        lut_size = tf.maximum(tf.reduce_max(inst), tf.reduce_max(tf.concat([ex["instance_ids"], [0]], 0))) + 1
+        lut = tf.scatter_nd(ex["instance_ids"][:, None], tf.clip_by_value(ex["instance_classes"], 0, 255), [lut_size])
+        types = tf.where(ex["has_class_map"], ex["class_map"], tf.gather(lut, inst))
+        label = inst * _TYPE_SHIFT + types
+    else:
+        label = inst
+    pts = ex["points_yx"]
+    scale = tf.constant(1.0)
+    if cfg.mpp > 0:
+        h, w = tf.shape(image)[0], tf.shape(image)[1]
+        scale = tf.where(ex["mpp"] > 0, ex["mpp"] / cfg.mpp, 1.0)
+        nh = tf.maximum(tf.cast(tf.round(tf.cast(h, tf.float32) * scale), tf.int32), 1)
+        nw = tf.maximum(tf.cast(tf.round(tf.cast(w, tf.float32) * scale), tf.int32), 1)
+
+        def resample():
+            img = tf.image.resize(image, tf.stack([nh, nw]), "bilinear", antialias=True)
+            img = tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
+            lab = tf.image.resize(label[:, :, None], tf.stack([nh, nw]), "nearest")[:, :, 0]
+            sy = tf.cast(nh, tf.float32) / tf.cast(h, tf.float32)
+            sx = tf.cast(nw, tf.float32) / tf.cast(w, tf.float32)
+            p = (pts + 0.5) * tf.stack([sy, sx]) - 0.5
+            return img, lab, p
+
+        image, label, pts = tf.cond(tf.equal(scale, 1.0), lambda: (image, label, pts), resample)
+    return {"image": image, "label": label, "points_yx": pts, "point_classes": ex["point_classes"],
+            "image_id": ex["image_id"], "scale": scale}
+
+
+def _unpack(label, cfg: InputConfig):
+    if _needs_types(cfg):
+        return label // _TYPE_SHIFT, label % _TYPE_SHIFT
+    return label, None
+
+
+def _targets(inst, types, cfg: InputConfig, valid=None):
+    """(y, w) of an instance map patch (zoo.data.targets); dicts with types="extra"."""
+    merged = cfg.types == "merged"
+    y = targets.segmentation_target(inst, cfg.target, cfg.boundary_width, types if merged else None, cfg.num_types)
+    v = tf.ones(tf.shape(inst), tf.float32) if valid is None else valid
+    if merged:
+        v = v * targets.typed_ignore(inst, types, y, cfg.num_types)
+    w = targets.weight_map(cfg.weight_map, inst, y, cfg.num_classes, cfg.w0, cfg.sigma, v)
+    if cfg.types == "extra":
+        known = 1.0 - tf.cast((inst > 0) & (types == 0), tf.float32)
+        return {"target": y, "types": types}, {"target": w, "types": w * known}
+    return y, w
+
+
+def _point_targets(pts, classes, size, cfg: InputConfig):
+    return targets.point_discs(pts, classes, size, cfg.point_radius, untyped=cfg.num_types == 0)
+
+
+# ---------------------------------------------------------------- training
+
+def _patch(e: dict, seed, cfg: InputConfig):
+    """One augmented training patch (x, y, w) of one prepared image."""
+    p = cfg.patch_size
+    s = augment.split_seed(tf.cast(seed, tf.int64), 3)
+    shape = tf.shape(e["image"])
+    hw = shape[:2]
+    room = tf.maximum(hw - p, 0)
+    corner = tf.random.stateless_uniform([2], s[0], 0, tf.int32.max, dtype=tf.int32) % (room + 1)
+    corner = tf.where(hw >= p, corner, -((p - hw) // 2))
+    centre = tf.cast(corner, tf.float32) + (p - 1) / 2.0
+    coords, m = augment.patch_coordinates(s[1], p, centre, cfg)
+    x = augment.sample(e["image"], coords, "bilinear") / 255.0
+    if cfg.target == "points":
+        pts = augment.transform_points(e["points_yx"], m, centre, p, s[1], cfg)
+        y, w = _point_targets(pts, e["point_classes"], [p, p], cfg)
+    else:
+        inst, types = _unpack(augment.sample(e["label"], coords, "nearest"), cfg)
+        y, w = _targets(inst, types, cfg)
+    x = augment.photometric(x, s[2], cfg)
+    x = tf.ensure_shape(x, [p, p, 3])
+    return x, y, w
+
+
+def _training(images: tf.data.Dataset, cfg: InputConfig, npc) -> tf.data.Dataset:
+    ds = images.shuffle(64, seed=cfg.seed, reshuffle_each_iteration=True)
+    k = cfg.patches_per_image
+    ds = ds.flat_map(lambda e: tf.data.Dataset.from_tensors(e).repeat(k))
+    seeds = tf.data.Dataset.random(seed=cfg.seed, rerandomize_each_iteration=True).batch(2)
+    ds = tf.data.Dataset.zip((ds, seeds)).map(lambda e, s: _patch(e, s, cfg), num_parallel_calls=npc,
+                                                deterministic=True)
+    if cfg.shuffle_buffer > 1:
+        ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed + 1, reshuffle_each_iteration=True)
+    return ds.batch(cfg.batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+# ---------------------------------------------------------------- evaluation
+
+def pad_to(image, height, width):
+    """Mirror-pad (symmetric reflection) a (H, W[, C]) tensor at the bottom/right to (height, width)."""
+    iy = augment.reflect_index(tf.range(height), tf.shape(image)[0])
+    ix = augment.reflect_index(tf.range(width), tf.shape(image)[1])
+    return tf.gather(tf.gather(image, iy, axis=0), ix, axis=1)
+
+
+def _evaluate_one(e: dict, cfg: InputConfig) -> dict:
+    h, w = tf.shape(e["image"])[0], tf.shape(e["image"])[1]
+    m = cfg.eval_pad_multiple
+    hp, wp = (h + m - 1) // m * m, (w + m - 1) // m * m
+    x = tf.cast(pad_to(e["image"], hp, wp), tf.float32) / 255.0
+    pad = [[0, hp - h], [0, wp - w]]
+    valid = tf.pad(tf.ones(tf.stack([h, w]), tf.float32), pad)
+    inst, types = _unpack(e["label"], cfg)
+    inst = tf.pad(inst, pad)
+    out = {"x": tf.ensure_shape(x, [None, None, 3]), "instances": inst, "image_id": e["image_id"],
+           "height": h, "width": w, "scale": e["scale"]}
+    if cfg.target == "points":
+        y, wt = _point_targets(e["points_yx"], e["point_classes"], tf.stack([hp, wp]), cfg)
+        out.update(y=y, w=wt * valid, points_yx=e["points_yx"], point_classes=e["point_classes"])
+        return out
+    if types is not None:
+        types = tf.pad(types, pad)
+        out["types"] = types
+    y, wt = _targets(inst, types, cfg, valid)
+    if isinstance(y, dict):
+        y, wt = y["target"], wt["target"]
+    out.update(y=y, w=wt)
+    return out
+
+
+def _evaluation(images: tf.data.Dataset, cfg: InputConfig, npc) -> tf.data.Dataset:
+    ds = images.map(lambda e: _evaluate_one(e, cfg), num_parallel_calls=npc, deterministic=True)
+    pads = {k: (tf.constant(-1, v.dtype) if k in ("points_yx", "point_classes") else None)
+            for k, v in ds.element_spec.items()}
+    pads = {k: v for k, v in pads.items() if v is not None}
+    if pads:
+        full = {k: tf.constant(0, v.dtype) if v.dtype != tf.string else tf.constant("")
+                for k, v in ds.element_spec.items()}
+        full.update(pads)
+        ds = ds.padded_batch(cfg.eval_batch_size, padding_values=full)
+    else:
+        ds = ds.padded_batch(cfg.eval_batch_size)
+    return ds.prefetch(AUTOTUNE)
+
+
+def keras_view(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """An evaluation dataset as (x, y, w) triples, e.g. for ``fit(validation_data=...)``."""
+    return ds.map(lambda d: (d["x"], d["y"], d["w"]))
+
+
+# ---------------------------------------------------------------- the entry point
+
+def dataset(source, config: InputConfig, split: str = "train", fold: int | None = None,
+            training: bool = True) -> tf.data.Dataset:
+    """The tf.data pipeline of ``source`` (a built data dir, or shard path(s)) under ``config`` (module doc)."""
+    if not isinstance(config, InputConfig):
+        raise ConfigError(f"dataset: config must be an InputConfig, got {type(config).__name__}")
+    paths, ids = resolve(source, split, fold)
+    _check_labels(paths, config)
+    npc = AUTOTUNE if config.num_parallel_calls == -1 else config.num_parallel_calls
+    ds = tf.data.TFRecordDataset(paths, compression_type=records.COMPRESSION)
+    ds = ds.map(records.decode, num_parallel_calls=npc, deterministic=True)
+    if ids is not None:
+        wanted = tf.constant(sorted(ids))
+        ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["image_id"], wanted)))
+    ds = ds.map(lambda ex: _prepare(ex, config), num_parallel_calls=npc, deterministic=True)
+    if config.cache:
+        ds = ds.cache()
+    return _training(ds, config, npc) if training else _evaluation(ds, config, npc)
+
+
+# ---------------------------------------------------------------- tiling for evaluation of large images
+
+def tile(image, size: int, overlap: int = 0):
+    """Cut a (H, W[, C]) image into overlapping (size, size) tiles covering it.
+
+    Returns (tiles [N, size, size(, C)], info) where info = {"starts": [N, 2] int32 (row, col) of each tile,
+    "height", "width"}. Tiles start every ``size - overlap`` pixels, the last one flush with the bottom/right edge;
+    an image smaller than ``size`` is mirror-padded. Graph-safe; numpy input accepted.
+    """
+    if not 0 <= overlap < size:
+        raise ConfigError(f"tile: overlap must lie in [0, size), got overlap={overlap}, size={size}")
+    image = tf.convert_to_tensor(image)
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    stride = size - overlap
+
+    def starts(n):
+        last = tf.maximum(n - size, 0)
+        k = (last + stride - 1) // stride + 1
+        return tf.minimum(tf.range(k) * stride, last)
+
+    sy, sx = starts(h), starts(w)
+    iy = augment.reflect_index(sy[:, None] + tf.range(size)[None], h)  # [ny, size]
+    ix = augment.reflect_index(sx[:, None] + tf.range(size)[None], w)  # [nx, size]
+    t = tf.gather(image, iy, axis=0)                # [ny, size, W, ...]
+    t = tf.gather(t, ix, axis=2)                    # [ny, size, nx, size, ...]
+    perm = [0, 2, 1, 3] + list(range(4, t.shape.rank))
+    t = tf.transpose(t, perm)
+    ny, nx = tf.shape(sy)[0], tf.shape(sx)[0]
+    t = tf.reshape(t, tf.concat([[ny * nx, size, size], tf.shape(image)[2:]], 0))
+    gy, gx = tf.meshgrid(sy, sx, indexing="ij")
+    info = {"starts": tf.stack([tf.reshape(gy, [-1]), tf.reshape(gx, [-1])], -1), "height": h, "width": w}
+    return t, info
+
+
+def untile(tiles, info):
+    """Blend per-tile outputs [N, size, size(, C)] back into [H, W(, C)], averaging where tiles overlap."""
+    tiles = tf.cast(tf.convert_to_tensor(tiles), tf.float32)
+    size = tf.shape(tiles)[1]
+    h, w = info["height"], info["width"]
+    hc, wc = tf.maximum(h, size), tf.maximum(w, size)
+    r = tf.range(size)
+    yy = info["starts"][:, 0, None, None] + r[None, :, None] + 0 * r[None, None, :]
+    xx = info["starts"][:, 1, None, None] + 0 * r[None, :, None] + r[None, None, :]
+    idx = tf.stack([yy, xx], -1)                               # [N, size, size, 2]
+    rest = tf.shape(tiles)[3:]
+    acc = tf.scatter_nd(idx, tiles, tf.concat([[hc, wc], rest], 0))
+    cnt = tf.scatter_nd(idx, tf.ones(tf.shape(idx)[:3]), tf.stack([hc, wc]))
+    cnt = tf.reshape(cnt, tf.concat([[hc, wc], tf.ones_like(rest)], 0))
+    return (acc / tf.maximum(cnt, 1.0))[:h, :w]
