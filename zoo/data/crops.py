@@ -65,7 +65,7 @@ def _resize(arr: np.ndarray, shape: tuple, order: int) -> np.ndarray:
     from skimage.transform import resize
 
     out = resize(arr, shape, order=order, preserve_range=True, anti_aliasing=order > 0, mode="edge")
-    return np.clip(np.rint(out), 0, 255 if order else np.iinfo(np.int32).max).astype(arr.dtype)
+    return np.clip(np.rint(out), 0, np.iinfo(arr.dtype).max).astype(arr.dtype)
 
 
 def _child(sample: Sample, image: np.ndarray, suffix: str, **labels) -> Sample:
