@@ -269,11 +269,13 @@ def test_unpaired_files_are_skipped_with_a_summary_or_raise(tmp_path, capsys):
     _tree(tmp_path, 2)
     _png(tmp_path / "images" / "lonely.png", _rgb())
     _png(tmp_path / "labels" / "stray_mask.png", _blobs().astype(np.uint8))
-    r = get_reader("folder")(str(tmp_path))
-    assert r.items() == ["img0", "img1"]
+    (tmp_path / "src.csv").write_text("image,source\nimg0,A\nghost,B\n")
+    r = get_reader("folder")(str(tmp_path), sources="src.csv")
+    assert r.items() == ["img0", "img1"] and r.source == {"img0": "A", "img1": "img1"}
     err = capsys.readouterr().err
-    assert "left out 2 item(s)" in err and "image without label" in err and "lonely.png" in err
+    assert "left out 3 item(s)" in err and "image without label" in err and "lonely.png" in err
     assert "label without image" in err and "stray_mask.png" in err
+    assert "sources row for an image that is not there ('ghost')" in err and "src.csv:3" in err
     with pytest.raises(DataError, match="label without image"):
         _reader(tmp_path, on_error="raise")
 
