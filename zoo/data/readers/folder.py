@@ -303,7 +303,7 @@ class FolderReader(Reader):
         self.keys = sorted(self.label_paths)
         if not self.keys:
             raise DataError(self.images_dir, "no image could be paired with a label "
-                            f"(labels in {lab_dir}; see the pairing rule in `histozoo data list` / docs/own_data.md)")
+                            f"(labels in {lab_dir}; see the pairing rule in docs/own_data.md)")
 
         # ---- classes
         self.class_names: tuple = read_class_names(at(classes)) if classes else ()
