@@ -10,6 +10,7 @@ over one layer at a time. Inputs must already be normalised ("caffe" mode for th
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Optional
 
 import keras
@@ -133,7 +134,12 @@ def vgg16_reference(source: str) -> keras.Model:
         if not os.path.isfile(weights):
             raise DataError(weights, "VGG16 weights file not found")
     try:
-        return keras.applications.VGG16(include_top=False, weights=weights, input_shape=(None, None, 3))
+        with warnings.catch_warnings(record=True) as caught:  # a wrong file warns layer by layer, then raises
+            warnings.simplefilter("always")
+            model = keras.applications.VGG16(include_top=False, weights=weights, input_shape=(None, None, 3))
+        for w in caught:  # loaded after all: let the user see what Keras had to say
+            warnings.warn(w.message, w.category, stacklevel=2)
+        return model
     except Exception as err:  # a wrong file surfaces as ValueError/KeyError/OSError from h5py or Keras
         if source == "imagenet":
             raise
