@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from zoo.errors import ConfigError
-from zoo.postprocess.instances import _as_prob, relabel_sequential, remove_small
+from zoo.postprocess.instances import _as_prob, label_components, relabel_sequential, remove_small
 
 __all__ = ["dynamics_watershed", "dynamics_markers", "separate_touching"]
 
@@ -59,8 +59,6 @@ def dynamics_markers(prob, lam: float = 7, threshold: float = 0.5, connectivity:
     seed = np.minimum(inv + lam, 255).astype(np.float64)
     rec = reconstruction(seed, inv.astype(np.float64), method="erosion", footprint=fp)
     minima = local_minima(rec, footprint=fp, allow_borders=True)[1:-1, 1:-1] & fg
-    from zoo.postprocess.instances import label_components
-
     return label_components(minima, connectivity)
 
 
