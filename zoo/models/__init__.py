@@ -7,13 +7,14 @@
 
 Every model is a Keras 3 subclassed ``SegmentationModel`` built from a frozen, validated config dataclass
 (``models.get(name).config_class``); the input/output contract, normalisation and padding to ``model.min_divisor`` are
-described in zoo.models.base. Importing this package registers every model (and its layers) with Keras, which a
+described in zoo.models.base. Importing this package registers every model, layer and loss with Keras, which a
 process must do before ``keras.saving.load_model`` reads a histozoo ``.keras`` file.
 
 Papers: PangNet, FCN-8s, DeconvNet and their ensemble (Naylor et al. 2017, section 5) in ``naylor``; Yuan & Suh's
 U-Net (section 3.2) in ``unet``; the VGG16 encoder and its weight loading in ``vgg``.
 """
 
+import zoo.losses  # noqa: F401  (a compiled .keras file names histozoo losses: importing zoo.models must be enough)
 from zoo.models.base import ModelConfig, SegmentationModel
 from zoo.models.registry import available, build, get, register
 from zoo.models.naylor import (DeconvNet, DeconvNetConfig, Ensemble, EnsembleConfig, EnsembleMember, FCN8s,

@@ -85,7 +85,7 @@ _FRESH = r"""
 import json, sys
 import numpy as np
 import keras, tensorflow as tf
-import zoo.models, zoo.losses  # registers the histozoo classes with Keras
+import zoo.models  # registers the histozoo models, layers and losses with Keras
 jobs = json.loads(sys.argv[1])
 out = {}
 for name, job in jobs.items():
