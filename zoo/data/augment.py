@@ -82,15 +82,14 @@ def gaussian_kernel1d(sigma, radius: int):
 
 
 def separable_blur(img, sigma, radius: int):
-    """Gaussian blur of a (H, W, C) float tensor with reflected borders (depthwise separable convolution)."""
-    c = img.shape[-1]
-    k = gaussian_kernel1d(sigma, radius)
-    x = tf.pad(img[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="SYMMETRIC")
-    ky = tf.tile(tf.reshape(k, [-1, 1, 1, 1]), [1, 1, c, 1])
-    kx = tf.tile(tf.reshape(k, [1, -1, 1, 1]), [1, 1, c, 1])
-    x = tf.nn.depthwise_conv2d(x, ky, [1, 1, 1, 1], "VALID")
-    x = tf.nn.depthwise_conv2d(x, kx, [1, 1, 1, 1], "VALID")
-    return x[0]
+    """Gaussian blur of a (H, W, C) float tensor with reflected borders (separable, as sums of shifted views:
+    on CPU several times faster than depthwise_conv2d for these small kernels)."""
+    k = tf.unstack(gaussian_kernel1d(sigma, radius))
+    h, w = tf.shape(img)[0], tf.shape(img)[1]
+    x = tf.pad(img, [[radius, radius], [0, 0], [0, 0]], mode="SYMMETRIC")
+    x = tf.add_n([k[d] * x[d:d + h] for d in range(2 * radius + 1)])
+    x = tf.pad(x, [[0, 0], [radius, radius], [0, 0]], mode="SYMMETRIC")
+    return tf.add_n([k[d] * x[:, d:d + w] for d in range(2 * radius + 1)])
 
 
 def elastic_field(seed, size: int, alpha: float, sigma: float):
@@ -230,7 +229,7 @@ def random_blur(img, seed, max_sigma: float, prob: float):
     sigma = _u(s[0], 0.0, max_sigma)
     sigma = tf.where(_u(s[1], 0.0, 1.0) < prob, sigma, 0.0)
     radius = max(1, int(math.ceil(3 * max_sigma)))
-    return separable_blur(img, sigma, radius)
+    return tf.cond(sigma > 0.05, lambda: separable_blur(img, sigma, radius), lambda: tf.identity(img))
 
 
 def photometric(img, seed, cfg):
