@@ -191,9 +191,10 @@ def _peer(args):
 
         for method, cls_name in [("macenko", "MacenkoNormalizer"), ("reinhard", "ReinhardNormalizer")]:
             n = getattr(torchstain.normalizers, cls_name)(backend="tensorflow")
-            n.fit(tf.constant(np.transpose(target, (2, 0, 1))))
+            n.fit(tf.constant(np.transpose(target, (2, 0, 1)) if method == "macenko" else target))
+            # torchstain's TF Macenko takes CHW, its TF Reinhard HWC
             f = (lambda im, n=n: n.normalize(I=tf.constant(np.transpose(im, (2, 0, 1))), stains=False)[0].numpy()) \
-                if method == "macenko" else (lambda im, n=n: n.normalize(I=tf.constant(np.transpose(im, (2, 0, 1)))).numpy())
+                if method == "macenko" else (lambda im, n=n: n.normalize(I=tf.constant(im)).numpy())
             run(f"torchstain-tf {method}", f)
     except Exception as e:
         res["torchstain-tf"] = f"failed: {type(e).__name__}: {e}"
