@@ -1,7 +1,8 @@
 """The Evaluator's blessing rule (pure Python, no tfx): a model is blessed when every configured metric meets its
 threshold and, when a blessed baseline exists, the comparison metric beats the baseline's by more than
-``min_improvement`` (strictly: a tie keeps the baseline) on the same eval images. All metrics here are higher-is-better (pixel Dice/IoU, AJI, PQ;
-definitions in zoo.metrics: AJI after Kumar et al. 2017, TMI 36(7), eq. 1; PQ after Kirillov et al. 2019, CVPR, eq. 1).
+``min_improvement`` on the same eval images (strictly: a tie keeps the baseline). All metrics here are
+higher-is-better: pixel Dice/IoU, AJI (Kumar et al. 2017, TMI 36(7):1550-1560, eq. 1), PQ (Kirillov et al. 2019,
+CVPR, eq. 1), as computed by zoo.metrics.segmentation_report.
 """
 
 from __future__ import annotations

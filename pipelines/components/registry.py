@@ -76,8 +76,9 @@ class Executor(base_executor.BaseExecutor):
         with open(os.path.join(evaluation.uri, METRICS_FILE)) as fh:
             ev = json.load(fh)
         mean = ev["current"]["mean"]
-        mlflow = tracking._mlflow()
-        client = mlflow.MlflowClient()
+        import mlflow
+
+        client = mlflow.MlflowClient(tracking_uri=tracking.tracking_uri())
         for k, v in mean.items():
             client.log_metric(run_id, f"eval_{k}", float(v))
         tags = {f"metric.eval_{k}": f"{float(v):.6g}" for k, v in mean.items()}
