@@ -25,7 +25,7 @@ SUITE=trixie
 die() { echo "tfx_env.sh: $*" >&2; exit 2; }
 log() { echo "tfx_env.sh: $*" >&2; }
 
-usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 need_root() { [ "$(id -u)" -eq 0 ] || die "must run as root (debootstrap, chroot and mount need it); try: sudo $0 $*"; }
 
