@@ -97,12 +97,12 @@ class _VGGSegmentation(SegmentationModel):
     """VGG16 encoder + a decoder; loads the encoder's pretrained weights unless rebuilt by ``from_config``."""
 
     config_class = VGGSegConfig
-    with_argmax = False
+    with_switches = False
 
     def __init__(self, config=None, **kwargs):
         super().__init__(config, **kwargs)
         c = self.config
-        self.encoder = VGG16Encoder(c.width_multiplier, with_argmax=self.with_argmax, name="vgg16")
+        self.encoder = VGG16Encoder(c.width_multiplier, with_switches=self.with_switches, name="vgg16")
         if c.encoder_weights and self._load_pretrained:
             self.encoder.load_pretrained(c.encoder_weights)
 
@@ -166,7 +166,7 @@ class DeconvNetConfig(VGGSegConfig):
 
 @register("deconvnet")
 class DeconvNet(_VGGSegmentation):
-    """DeconvNet (Noh et al. 2015, section 3; Naylor et al. section 5): VGG16 with argmax pooling -> fc6 (7x7) ->
+    """DeconvNet (Noh et al. 2015, section 3; Naylor et al. section 5): VGG16 pooling with switches -> fc6 (7x7) ->
     fc7 (1x1) -> 7x7 deconvolution back to the pool5 maps -> a decoder mirroring the encoder, each block an
     unpooling with the encoder's switches followed by 3x3 deconvolutions (512,512,512 | 512,512,256 | 256,256,128 |
     128,64 | 64,64), batch normalisation + ReLU after every fc / deconvolution, then a 1x1 score.
@@ -175,7 +175,7 @@ class DeconvNet(_VGGSegmentation):
     plain VGG16 whose ImageNet weights load."""
 
     config_class = DeconvNetConfig
-    with_argmax = True
+    with_switches = True
     DECODER = ((512, 512, 512), (512, 512, 256), (256, 256, 128), (128, 64), (64, 64))  # block 5 -> 1
 
     def __init__(self, config=None, **kwargs):
@@ -211,7 +211,7 @@ class DeconvNet(_VGGSegmentation):
         h = self.drop7(keras.ops.relu(self.bn7(self.fc7(h), training=training)), training=training)
         h = self._apply(self.deconv_fc6, h, training)
         for b, block in zip((5, 4, 3, 2, 1), self.decoder):
-            h = max_unpool(h, f[f"argmax{b}"], f[f"block{b}"])
+            h = max_unpool(h, f[f"switches{b}"])
             for pair in block:
                 h = self._apply(pair, h, training)
         return self.score(h)

@@ -1,7 +1,7 @@
 """The VGG16 encoder shared by FCN-8s and DeconvNet (Simonyan & Zisserman 2015, configuration D: 13 3x3 convs in
 five blocks of 64, 128, 256, 512, 512 maps, each block ending in a 2x2 max-pool), its ImageNet / local-file weight
-loading, argmax pooling / unpooling (Noh et al. 2015, section 3.2.1) and FCN's bilinear upsampling initialiser
-(Long et al. 2015, section 3.3).
+loading, max-pooling with switches and unpooling (Noh et al. 2015, section 3.2.1) and FCN's bilinear upsampling
+initialiser (Long et al. 2015, section 3.3).
 
 Layer names are those of ``keras.applications.VGG16`` (``block1_conv1`` ... ``block5_conv3``) so its weights copy
 over one layer at a time. Inputs must already be normalised ("caffe" mode for the ImageNet weights).
@@ -25,18 +25,28 @@ VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))  # (maps, convs
 VGG16_STRIDE = 32
 
 
-def max_pool_with_argmax(x):
-    """2x2 / stride 2 max-pool that also returns the flat argmax of every pooled value (batch included in the
-    index), as DeconvNet's switch variables."""
-    return tf.nn.max_pool_with_argmax(x, ksize=2, strides=2, padding="VALID", include_batch_in_index=True)
+def max_pool_with_switches(x):
+    """2x2 / stride 2 max-pool that also returns DeconvNet's switch variables: for every pooled value, a one-hot
+    vector over the 4 positions of its window marking where the maximum was (the first one on ties).
+    ``x``: [B, H, W, C] with even H, W -> (pooled [B, H/2, W/2, C], switches [B, H/2, W/2, C, 4]).
+
+    Equivalent to ``tf.nn.max_pool_with_argmax`` + scatter, but made of reshapes only, so it compiles with XLA
+    (which has no MaxPoolWithArgmax kernel, and Keras turns XLA on by default on GPUs)."""
+    shape = tf.shape(x)
+    b, h, w, c = shape[0], shape[1] // 2, shape[2] // 2, shape[3]
+    windows = tf.reshape(x, [b, h, 2, w, 2, c])
+    windows = tf.reshape(tf.transpose(windows, [0, 1, 3, 5, 2, 4]), [b, h, w, c, 4])  # (row, col) in window
+    switches = tf.one_hot(tf.argmax(windows, axis=-1), 4, dtype=x.dtype)
+    return tf.reduce_max(windows, axis=-1), switches
 
 
-def max_unpool(x, argmax, like):
-    """Place every value of ``x`` back where ``max_pool_with_argmax`` found it, zeros elsewhere (Noh et al.'s
-    unpooling). ``like``: the tensor that was pooled (gives the output shape). Differentiable in ``x``."""
-    shape = tf.shape(like, out_type=tf.int64)
-    flat = tf.scatter_nd(tf.reshape(argmax, [-1, 1]), tf.reshape(x, [-1]), [tf.reduce_prod(shape)])
-    return tf.reshape(flat, shape)
+def max_unpool(x, switches):
+    """Noh et al.'s unpooling: put every value of ``x`` [B, h, w, C] back at the window position its switch
+    marks, zeros elsewhere -> [B, 2h, 2w, C]. Differentiable in ``x``."""
+    shape = tf.shape(x)
+    b, h, w, c = shape[0], shape[1], shape[2], shape[3]
+    windows = tf.reshape(x[..., None] * switches, [b, h, w, c, 2, 2])
+    return tf.reshape(tf.transpose(windows, [0, 1, 4, 2, 5, 3]), [b, 2 * h, 2 * w, c])
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -68,13 +78,13 @@ class VGG16Encoder(keras.layers.Layer):
     """The 13 convolutions of VGG16 (ReLU, 'same' padding) and their five max-pools.
 
     ``call(x)`` returns a dict: ``block{i}`` (last conv of block i, before pooling), ``pool{i}`` and, with
-    ``with_argmax``, ``argmax{i}`` (switches for ``max_unpool``), i = 1..5. H and W must be multiples of 32.
+    ``with_switches``, ``switches{i}`` (for ``max_unpool``), i = 1..5. H and W must be multiples of 32.
     """
 
-    def __init__(self, width_multiplier: float = 1.0, with_argmax: bool = False, **kwargs):
+    def __init__(self, width_multiplier: float = 1.0, with_switches: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.width_multiplier = float(width_multiplier)
-        self.with_argmax = bool(with_argmax)
+        self.with_switches = bool(with_switches)
         self.blocks = []
         for b, (maps, convs) in enumerate(VGG16_BLOCKS, start=1):
             self.blocks.append([keras.layers.Conv2D(scaled(maps, width_multiplier), 3, padding="same",
@@ -99,8 +109,8 @@ class VGG16Encoder(keras.layers.Layer):
             for conv in block:
                 x = conv(x)
             out[f"block{b}"] = x
-            if self.with_argmax:
-                x, out[f"argmax{b}"] = max_pool_with_argmax(x)
+            if self.with_switches:
+                x, out[f"switches{b}"] = max_pool_with_switches(x)
             else:
                 x = keras.ops.max_pool(x, pool_size=2, strides=2, padding="valid")
             out[f"pool{b}"] = x
@@ -122,7 +132,8 @@ class VGG16Encoder(keras.layers.Layer):
             conv.set_weights(reference.get_layer(conv.name).get_weights())
 
     def get_config(self):
-        return {**super().get_config(), "width_multiplier": self.width_multiplier, "with_argmax": self.with_argmax}
+        return {**super().get_config(), "width_multiplier": self.width_multiplier,
+                "with_switches": self.with_switches}
 
 
 def vgg16_reference(source: str) -> keras.Model:

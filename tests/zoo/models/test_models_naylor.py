@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from zoo import models
 from zoo.errors import ConfigError
-from zoo.models.vgg import BilinearUpsampling, max_pool_with_argmax, max_unpool
+from zoo.models.vgg import BilinearUpsampling, max_pool_with_switches, max_unpool
 
 TINY_VGG = {"width_multiplier": 1 / 16, "fc_filters": 256}
 
@@ -47,39 +47,55 @@ def test_fcn8s_upsampling_layers_start_bilinear():
     np.testing.assert_allclose(k[:, :, 1, 1], np.outer(BilinearUpsampling.profile(16), BilinearUpsampling.profile(16)))
 
 
-def test_unpooling_puts_each_max_back_at_its_argmax():
+def test_unpooling_puts_each_max_back_where_it_was():
     x = np.array([[1, 5, 0, 2],
                   [3, 2, 7, 1],
                   [0, 0, 1, 1],
                   [4, 0, 2, 9]], np.float32).reshape(1, 4, 4, 1)
     x = np.concatenate([x, -x + 10], axis=-1)  # second channel: maxima elsewhere
-    pooled, argmax = max_pool_with_argmax(x)
+    pooled, switches = max_pool_with_switches(x)
+    assert tuple(switches.shape) == (1, 2, 2, 2, 4)
     np.testing.assert_array_equal(np.asarray(pooled)[0, :, :, 0], [[5, 7], [4, 9]])
     np.testing.assert_array_equal(np.asarray(pooled)[0, :, :, 1], [[9, 10], [10, 9]])
-    up = np.asarray(max_unpool(pooled, argmax, x))[0]
+    up = np.asarray(max_unpool(pooled, switches))[0]
     expected0 = np.array([[0, 5, 0, 0], [0, 0, 7, 0], [0, 0, 0, 0], [4, 0, 0, 9]], np.float32)
     np.testing.assert_array_equal(up[:, :, 0], expected0)
-    assert up[0, 0, 1] == 9 and up[0, 2, 1] == 10 and np.count_nonzero(up[:, :, 1]) == 4
+    # channel 1 = 10 - x = [[9,5,10,8],[7,8,3,9],[10,10,9,9],[6,10,8,1]]: window maxima 9 at (0,0), 10 at (0,2),
+    # 10 at (2,0) and 9 at (2,2) (ties: the first in row-major order wins, as tf.nn.max_pool_with_argmax)
+    expected1 = np.zeros((4, 4), np.float32)
+    expected1[0, 0], expected1[0, 2], expected1[2, 0], expected1[2, 2] = 9, 10, 10, 9
+    np.testing.assert_array_equal(up[:, :, 1], expected1)
 
 
-def test_unpooling_gradient_flows_in_a_graph_and_across_the_batch():
+def test_switch_unpooling_equals_tf_argmax_pooling_and_scatter():
+    x = tf.random.stateless_uniform((2, 6, 8, 3), seed=(4, 2))  # continuous values: no ties
+    pooled, switches = max_pool_with_switches(x)
+    ref_pooled, argmax = tf.nn.max_pool_with_argmax(x, 2, 2, "VALID", include_batch_in_index=True)
+    ref_up = tf.reshape(tf.scatter_nd(tf.reshape(argmax, [-1, 1]), tf.reshape(ref_pooled, [-1]), [2 * 6 * 8 * 3]),
+                        x.shape)
+    np.testing.assert_array_equal(np.asarray(pooled), np.asarray(ref_pooled))
+    np.testing.assert_array_equal(np.asarray(max_unpool(pooled, switches)), np.asarray(ref_up))
+
+
+def test_unpooling_gradient_in_an_xla_compiled_graph():
+    """DeconvNet must train where Keras turns XLA on (GPUs): tf2xla has no MaxPoolWithArgmax kernel."""
     x = tf.random.stateless_uniform((2, 4, 6, 3), seed=(1, 2))
 
-    @tf.function
+    @tf.function(jit_compile=True)
     def grad(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            pooled, argmax = max_pool_with_argmax(x)
-            y = max_unpool(pooled * 2.0, argmax, x)
+            pooled, switches = max_pool_with_switches(x)
+            y = max_unpool(pooled * 2.0, switches)
             loss = tf.reduce_sum(y)
         return y, tape.gradient(loss, x)
 
     y, g = grad(x)
-    pooled, _ = max_pool_with_argmax(x)
+    pooled, _ = max_pool_with_switches(x)
     # each sample's unpooled map holds twice its own maxima; the gradient is 2 exactly at the maxima
     np.testing.assert_allclose(tf.reduce_sum(y, axis=[1, 2]), 2 * tf.reduce_sum(pooled, axis=[1, 2]), rtol=1e-6)
     np.testing.assert_array_equal(np.asarray(g) != 0, np.asarray(y) != 0)
-    assert np.count_nonzero(np.asarray(g)) == 2 * 2 * 3 * 3
+    assert np.count_nonzero(np.asarray(g)) == 2 * 2 * 3 * 3 and np.all(np.asarray(g)[np.asarray(g) != 0] == 2)
 
 
 def test_deconvnet_decoder_mirrors_the_encoder():
