@@ -42,7 +42,7 @@ setup(
     extras_require={
         "dev": ["pytest>=8"],
         # TFX 1.21 needs glibc >= 2.39 (ml-metadata, TFDV wheels); on older hosts use scripts/tfx_env.sh.
-        "tfx": ["tfx==1.21.0", "kfp-pipeline-spec>=0.2,<2"],
+        "tfx": ["tfx==1.21.0", "kfp-pipeline-spec>=0.3,<2.17"],
     },
     entry_points={"console_scripts": ["histozoo=histozoo.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Medical Science Apps."],

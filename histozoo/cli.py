@@ -135,6 +135,8 @@ def _load_experiment(args):
             changes[k] = getattr(args, k)
     if getattr(args, "name", None):
         changes["name"] = args.name
+    if getattr(args, "register_as", None):
+        changes["tracking"] = {**cfg.tracking, "enabled": True, "register_as": args.register_as}
     changes.update(_parse_options(getattr(args, "set", None)))
     try:
         return cfg.from_dict({**cfg.to_dict(), **changes})
@@ -150,7 +152,10 @@ def _cmd_train(args) -> int:
     cfg = _load_experiment(args)
     res = train(cfg, output_dir=args.out, resume=args.resume, tracking=False if args.no_tracking else None)
     if res.metrics:
-        print(json.dumps(res.metrics, indent=1))
+        keys = ("pixel_dice", "pixel_jaccard", "pixel_performance", "det_f1", "aji", "aji_pooled", "pq", "dq", "sq")
+        shown = {k: v for k, v in res.metrics.items() if k.split("_", 1)[1] in keys}
+        print("evaluation (" + os.path.join(res.output_dir, "evaluation.json") + "): "
+              + ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
     print(f"run {res.run_id or '(not tracked)'}; outputs in {os.path.abspath(res.output_dir)}"
           + (f"; registered version {res.registered_version}" if res.registered_version else ""))
     return 0
@@ -170,6 +175,7 @@ def _add_train(sub) -> None:
     p.add_argument("--out", help="output folder (default runs/<name>)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    p.add_argument("--register-as", help="register the trained model under this name in the MLflow registry")
     p.set_defaults(func=_cmd_train)
 
 
