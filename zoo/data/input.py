@@ -176,19 +176,26 @@ def _check(ok: bool, name: str, problem: str) -> None:
 # ---------------------------------------------------------------- sources
 
 def resolve(source, split: str = "train", fold: int | None = None) -> tuple[list[str], set | None]:
-    """Shard paths and image-id filter of ``source``: a built data dir (zoo.data.build.select) or shard paths."""
+    """Shard paths and image-id filter of ``source``: a built data dir (zoo.data.build.select), or shard paths /
+    glob patterns (GZIP TFRecords of the records schema)."""
     from zoo.data.build import select
 
     if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
         return select(os.fspath(source), split, fold)
-    paths = [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else [os.fspath(p) for p in source]
-    if not paths:
+    given = [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else [os.fspath(p) for p in source]
+    if not given:
         raise ConfigError("dataset: empty list of record shards")
     if fold is not None:
         raise ConfigError("dataset: fold= needs a built data directory (with folds.json), not a list of shards")
-    for p in paths:
-        if not os.path.isfile(p):
+    paths = []
+    for p in given:  # file paths or glob patterns (the TFX Trainer hands patterns such as .../Split-train/*)
+        if os.path.isfile(p):
+            paths.append(p)
+            continue
+        hits = sorted(tf.io.gfile.glob(p)) if any(c in p for c in "*?[") else []
+        if not hits:
             raise DataError(p, "no such record shard or data directory")
+        paths.extend(hits)
     return paths, None
 
 

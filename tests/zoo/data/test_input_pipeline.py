@@ -73,6 +73,17 @@ def test_bad_sources_raise_project_errors(tmp_path, synth):
         dataset(str(synth), InputConfig(target="points"))
     with pytest.raises(ConfigError, match="fold"):
         dataset(records.list_shards(str(synth), "train"), InputConfig(), fold=1)
+    with pytest.raises(DataError, match="no such record shard"):
+        dataset([str(tmp_path / "none-*.tfrecord.gz")], InputConfig())
+
+
+def test_shard_list_and_glob_sources_equal_the_data_dir(synth):
+    cfg = InputConfig(patch_size=16, batch_size=2, seed=4)
+    a = _batches(dataset(str(synth), cfg), 1)[0][0]
+    b = _batches(dataset(records.list_shards(str(synth), "train"), cfg), 1)[0][0]
+    c = _batches(dataset([str(synth / "train-*.tfrecord.gz")], cfg), 1)[0][0]
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
 
 
 # ---------------------------------------------------------------- training
@@ -136,6 +147,9 @@ def test_weight_map_and_typed_outputs(tmp_path):
     assert (w["types"].numpy()[known & (types == 0)] == 0).all()
     wt = w["target"].numpy()
     assert wt.min() >= 1.0 and wt.max() <= 11.0 and wt.max() > 2.0  # squares 5 px apart: border weights
+    ev = next(iter(dataset(str(tmp_path), cfg, training=False)))
+    ref = _square_sample(0, typed=True).instances
+    np.testing.assert_array_equal(ev["types"].numpy()[0, :40, :48], np.where(ref > 0, ref % 3, 0))
     merged = InputConfig.from_dict({**cfg.to_dict(), "types": "merged"})
     (x, y, w), = dataset(str(tmp_path), merged).take(1)
     y, w = y.numpy(), w.numpy()
