@@ -188,9 +188,9 @@ def _cmd_evaluate(args) -> int:
     res = evaluate(model, args.data, split=args.split, fold=args.fold, postprocess=post, progress=True)
     print(format_table(res, args.keys.split(",") if args.keys else None))
     if args.out:
-        from zoo.training.train import _write_json
+        from zoo.atomic import write_json
 
-        _write_json(args.out, res)
+        write_json(args.out, res)
         print(f"wrote {args.out}")
     return 0
 

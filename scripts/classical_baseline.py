@@ -21,10 +21,11 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
+
+from zoo.atomic import write_json
 
 KEYS = ("pixel_dice", "aji", "aji_plus", "pq", "dq", "sq", "det_f1", "hu_iou", "hu_fscore")
 
@@ -112,20 +113,6 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_json_atomic(path: str, obj) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp_", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def main(argv=None) -> int:
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -146,7 +133,7 @@ def main(argv=None) -> int:
     print(f"commit {res['commit']}")
     print(table(res))
     if args.out:
-        _write_json_atomic(args.out, res)
+        write_json(args.out, res)
     return 0
 
 

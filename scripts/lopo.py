@@ -76,7 +76,7 @@ def ensemble(args, folds) -> None:
 
     from zoo.evaluation import evaluate
     from zoo.models.naylor import Ensemble
-    from zoo.training.train import _write_json
+    from zoo.atomic import write_json
 
     names = args.ensemble.split(",")
     for fold in folds:
@@ -88,7 +88,7 @@ def ensemble(args, folds) -> None:
         res = evaluate(Ensemble.from_members(members), data, split="test", fold=fold,
                        postprocess=cfg["postprocess"], progress=True)
         os.makedirs(out, exist_ok=True)
-        _write_json(os.path.join(out, "evaluation.json"), res)
+        write_json(os.path.join(out, "evaluation.json"), res)
         print(f"ensemble({','.join(names)}) fold {fold}: aji {res['mean']['aji']:.4f}")
 
 

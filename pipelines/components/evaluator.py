@@ -21,6 +21,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from pipelines import blessing
+from zoo.atomic import write_json
 from pipelines.components.example_gen import split_files
 
 from pipelines.configs import MODEL_KERAS_DIR as KERAS_DIR, MODEL_KERAS_FILE as KERAS_FILE, MODEL_RUN_FILE as RUN_FILE
@@ -59,12 +60,6 @@ def read_run_info(model_uri: str) -> dict:
         return {}
     with open(p) as fh:
         return json.load(fh)
-
-
-def _write_json(path: str, obj) -> None:
-    with open(path + ".tmp", "w") as fh:
-        json.dump(obj, fh, indent=1, default=float)
-    os.replace(path + ".tmp", path)
 
 
 def score(model_uri: str, records: list[str], postprocess: dict, max_images: int = 0) -> dict:
@@ -112,7 +107,7 @@ class Executor(base_executor.BaseExecutor):
                                            compare, min_imp)
 
         os.makedirs(evaluation.uri, exist_ok=True)
-        _write_json(os.path.join(evaluation.uri, METRICS_FILE), {
+        write_json(os.path.join(evaluation.uri, METRICS_FILE), {
             "split": split, "records": records, "thresholds": thresholds, "compare_metric": compare,
             "min_improvement": min_imp, "blessed": blessed, "reasons": reasons,
             "current": current, "baseline": base, "baseline_model_uri": baseline.uri if base else None})

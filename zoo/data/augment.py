@@ -17,16 +17,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import tensorflow as tf
 
-# Ruifrok & Johnston 2001 stain vectors (rows: haematoxylin, eosin, DAB), as in skimage.color.rgb_from_hed.
-# TODO(lead): fold into zoo.stain.deconvolution when that module lands; this is a local copy of the matrix only.
-RGB_FROM_HED = np.array([[0.65, 0.70, 0.29],
-                         [0.07, 0.99, 0.11],
-                         [0.27, 0.57, 0.78]], np.float32)
-HED_FROM_RGB = np.linalg.inv(RGB_FROM_HED).astype(np.float32)
-_OD_EPS = 1e-6
+from zoo.stain.deconvolution import hed_to_rgb, rgb_to_hed  # noqa: E402  (Ruifrok & Johnston, one copy)
 
 
 # ---------------------------------------------------------------- seeds
@@ -184,22 +177,6 @@ def transform_points(points_yx, m, centre, size: int, seed=None, cfg=None):
 
 
 # ---------------------------------------------------------------- photometric
-
-def rgb_to_hed(rgb):
-    """RGB in [0, 1] (..., 3) -> haematoxylin / eosin / DAB stain concentrations (Ruifrok & Johnston 2001).
-
-    Same convention as skimage.color.rgb2hed: OD = log(max(rgb, 1e-6)) / log(1e-6), then OD @ HED_FROM_RGB,
-    clipped at 0.
-    """
-    od = tf.math.log(tf.maximum(rgb, _OD_EPS)) / math.log(_OD_EPS)
-    return tf.maximum(tf.tensordot(od, HED_FROM_RGB, 1), 0.0)
-
-
-def hed_to_rgb(hed):
-    """Inverse of ``rgb_to_hed`` (skimage.color.hed2rgb convention), clipped to [0, 1]."""
-    od = tf.tensordot(hed, RGB_FROM_HED, 1) * (-math.log(_OD_EPS))
-    return tf.clip_by_value(tf.exp(-od), 0.0, 1.0)
-
 
 def hed_jitter(img, seed, sigma: float, bias: float):
     """Tellez et al. 2018 HED jitter: per stain channel s' = s * U(1-sigma, 1+sigma) + U(-bias, bias)."""

@@ -18,6 +18,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
+from zoo.atomic import write_json
 from zoo.data import records
 from zoo.data.readers import get_reader
 from zoo.data.sample import Sample
@@ -50,9 +51,72 @@ def _type_name(c: int, class_names: tuple) -> str:
     return class_names[c - 1] if 1 <= c <= len(class_names) else "unknown"
 
 
-def _empty_split() -> dict:
-    return {"images": 0, "nuclei": 0, "points": 0, "nuclei_by_class": Counter(), "points_by_class": Counter(),
-            "sources": set(), "image_ids": []}
+class DatasetWriter:
+    """Writes Samples into per-split GZIP shards plus ``summary.json`` (and ``folds.json``) in ``out``, atomically.
+
+    Everything goes into a hidden temporary folder inside ``out``; ``commit`` moves the files into place (replacing a
+    previous build's) and an exception inside the ``with`` block deletes them, leaving ``out`` as it was::
+
+        with DatasetWriter(out, class_names) as w:
+            for sample in samples:
+                w.add(sample)
+            summary = w.commit(dataset="tnbc", root=root, options={}, folds=None)
+    """
+
+    def __init__(self, out: str, class_names: tuple = (), per_shard: int = 32):
+        os.makedirs(out, exist_ok=True)
+        self.out, self.class_names, self.per_shard = out, tuple(class_names), per_shard
+        self.tmp = tempfile.mkdtemp(prefix=".building-", dir=out)
+        self.writers: dict[str, records.ShardWriter] = {}
+        self.splits: dict[str, dict] = defaultdict(lambda: {
+            "images": 0, "nuclei": 0, "points": 0, "nuclei_by_class": Counter(), "points_by_class": Counter(),
+            "sources": set(), "image_ids": []})
+        self.t0 = time.time()
+
+    def add(self, sample: Sample, record: bytes | None = None) -> None:
+        """Append one sample (``record``: its ``records.encode`` bytes when already encoded)."""
+        if sample.split not in self.writers:
+            self.writers[sample.split] = records.ShardWriter(self.tmp, sample.split, self.per_shard)
+        self.writers[sample.split].write(record if record is not None else records.encode(sample))
+        s, c = self.splits[sample.split], _counts(sample, self.class_names or sample.class_names)
+        s["images"] += 1
+        s["nuclei"] += c["nuclei"]
+        s["points"] += c["points"]
+        s["nuclei_by_class"].update(c["nuclei_by_class"])
+        s["points_by_class"].update(c["points_by_class"])
+        s["sources"].add(sample.source_id)
+        s["image_ids"].append(sample.image_id)
+
+    def commit(self, dataset: str, root, options: dict, folds: list | None = None) -> dict:
+        shards = {k: [os.path.basename(p) for p in w.close()] for k, w in self.writers.items()}
+        summary = {
+            "dataset": dataset, "root": root, "options": options, "class_names": list(self.class_names),
+            "splits": {k: {"images": v["images"], "nuclei": v["nuclei"], "points": v["points"],
+                           "nuclei_by_class": dict(sorted(v["nuclei_by_class"].items())),
+                           "points_by_class": dict(sorted(v["points_by_class"].items())),
+                           "sources": len(v["sources"]), "image_ids": v["image_ids"], "shards": shards[k]}
+                       for k, v in sorted(self.splits.items())},
+        }
+        write_json(os.path.join(self.tmp, SUMMARY), summary)
+        if folds:
+            write_json(os.path.join(self.tmp, FOLDS), {"dataset": dataset, "scheme": "leave-one-source-out",
+                                                       "folds": folds})
+        _commit(self.tmp, self.out)
+        summary["wall_s"] = round(time.time() - self.t0, 2)
+        summary["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        return summary
+
+    def abort(self) -> None:
+        for w in self.writers.values():
+            w.abort()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> "DatasetWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None or os.path.isdir(self.tmp):
+            self.abort()
 
 
 def build(dataset: str, root: str, out: str, per_shard: int = 32, progress: bool = True, **options) -> dict:
@@ -61,14 +125,8 @@ def build(dataset: str, root: str, out: str, per_shard: int = 32, progress: bool
     items = reader.items()
     if not items:
         raise DataError(root, f"no {dataset} images found")
-    os.makedirs(out, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".building-", dir=out)
-    t0 = time.time()
-    writers: dict[str, records.ShardWriter] = {}
-    splits: dict[str, dict] = defaultdict(_empty_split)
-    try:
-        bar = _progress(items, f"{dataset}", progress)
-        for item in bar:
+    with DatasetWriter(out, reader.class_names, per_shard) as w:
+        for item in progress_bar(items, f"{dataset}", progress):
             try:
                 sample = reader.read(item)
                 rec = records.encode(sample)
@@ -76,44 +134,8 @@ def build(dataset: str, root: str, out: str, per_shard: int = 32, progress: bool
                 raise
             except Exception as e:
                 raise DataError(str(item), f"failed to read ({type(e).__name__}: {e})") from None
-            if sample.split not in writers:
-                writers[sample.split] = records.ShardWriter(tmp, sample.split, per_shard)
-            writers[sample.split].write(rec)
-            s = splits[sample.split]
-            c = _counts(sample, reader.class_names)
-            s["images"] += 1
-            s["nuclei"] += c["nuclei"]
-            s["points"] += c["points"]
-            s["nuclei_by_class"].update(c["nuclei_by_class"])
-            s["points_by_class"].update(c["points_by_class"])
-            s["sources"].add(sample.source_id)
-            s["image_ids"].append(sample.image_id)
-        shard_paths = {k: [os.path.basename(p) for p in w.close()] for k, w in writers.items()}
-        summary = {
-            "dataset": dataset,
-            "root": os.path.abspath(root),
-            "options": options,
-            "class_names": list(reader.class_names),
-            "splits": {k: {"images": v["images"], "nuclei": v["nuclei"], "points": v["points"],
-                           "nuclei_by_class": dict(sorted(v["nuclei_by_class"].items())),
-                           "points_by_class": dict(sorted(v["points_by_class"].items())),
-                           "sources": len(v["sources"]), "image_ids": v["image_ids"],
-                           "shards": shard_paths[k]} for k, v in sorted(splits.items())},
-        }
-        _write_json(os.path.join(tmp, SUMMARY), summary)
-        folds = reader.folds()
-        if folds:
-            _write_json(os.path.join(tmp, FOLDS), {"dataset": dataset, "scheme": "leave-one-source-out",
-                                                   "folds": folds})
-        _commit(tmp, out)
-    except BaseException:
-        for w in writers.values():
-            w.abort()
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    summary["wall_s"] = round(time.time() - t0, 2)
-    summary["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    return summary
+            w.add(sample, rec)
+        return w.commit(dataset, os.path.abspath(root), options, reader.folds())
 
 
 def _commit(tmp: str, out: str) -> None:
@@ -128,13 +150,8 @@ def _commit(tmp: str, out: str) -> None:
     os.rmdir(tmp)
 
 
-def _write_json(path: str, obj) -> None:
-    with open(path + ".tmp", "w") as fh:
-        json.dump(obj, fh, indent=1)
-    os.replace(path + ".tmp", path)
-
-
-def _progress(items, desc: str, enabled: bool):
+def progress_bar(items, desc: str, enabled: bool = True):
+    """``items`` wrapped in a tqdm bar (or as they are when disabled)."""
     if not enabled:
         return items
     from tqdm import tqdm
@@ -182,6 +199,6 @@ def format_summary(summary: dict) -> str:
         rows.append(["total"] + [sum(r[i] for r in rows) for i in range(1, len(head))])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     fmt = lambda r: "  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(r, widths)))
-    lines = [f"{summary['dataset']}: " + (f"per-class columns count nuclei + points" if names else "untyped"),
+    lines = [f"{summary['dataset']}: " + ("per-class columns count nuclei + points" if names else "untyped"),
              fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
     return "\n".join(lines)

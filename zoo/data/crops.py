@@ -17,10 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
-import tempfile
-import time
-from collections import Counter, defaultdict
 
 import numpy as np
 from scipy import ndimage
@@ -162,7 +158,7 @@ def write_crops(source, out_dir: str, config: CropConfig = CropConfig(), split: 
     zoo.data.build's, so the crops load with ``zoo.data.input.dataset`` / ``records.read_samples``. Atomic: written
     into a hidden temporary folder and moved into place only when complete. Returns the summary.
     """
-    from zoo.data.build import _commit, _counts, _progress, _write_json
+    from zoo.data.build import DatasetWriter, progress_bar
 
     if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
         paths = records.list_shards(os.fspath(source), split)
@@ -171,15 +167,9 @@ def write_crops(source, out_dir: str, config: CropConfig = CropConfig(), split: 
         for p in paths:
             if not os.path.isfile(p):
                 raise DataError(p, "no such record shard or data directory")
-    os.makedirs(out_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".building-", dir=out_dir)
-    t0 = time.time()
-    writers: dict[str, records.ShardWriter] = {}
-    splits: dict = defaultdict(lambda: {"images": 0, "nuclei": 0, "points": 0, "nuclei_by_class": Counter(),
-                                        "points_by_class": Counter(), "sources": set(), "image_ids": []})
     class_names, dataset_name, parents = (), "", 0
-    try:
-        for sample in _progress(records.read_samples(paths), "crops", progress):
+    with DatasetWriter(out_dir, per_shard=per_shard) as w:
+        for sample in progress_bar(records.read_samples(paths), "crops", progress):
             parents += 1
             class_names, dataset_name = sample.class_names, sample.dataset
             try:
@@ -189,35 +179,7 @@ def write_crops(source, out_dir: str, config: CropConfig = CropConfig(), split: 
             except Exception as e:
                 raise DataError(sample.image_id, f"failed to crop ({type(e).__name__}: {e})") from None
             for c in crops:
-                if c.split not in writers:
-                    writers[c.split] = records.ShardWriter(tmp, c.split, per_shard)
-                writers[c.split].write(records.encode(c))
-                s, n = splits[c.split], _counts(c, class_names)
-                s["images"] += 1
-                s["nuclei"] += n["nuclei"]
-                s["points"] += n["points"]
-                s["nuclei_by_class"].update(n["nuclei_by_class"])
-                s["points_by_class"].update(n["points_by_class"])
-                s["sources"].add(c.source_id)
-                s["image_ids"].append(c.image_id)
-        shards = {k: [os.path.basename(p) for p in w.close()] for k, w in writers.items()}
-        summary = {
-            "dataset": f"{dataset_name}-crops",
-            "root": [os.path.abspath(p) for p in paths],
-            "options": {"crops": config.to_dict(), "parent_images": parents},
-            "class_names": list(class_names),
-            "splits": {k: {"images": v["images"], "nuclei": v["nuclei"], "points": v["points"],
-                           "nuclei_by_class": dict(sorted(v["nuclei_by_class"].items())),
-                           "points_by_class": dict(sorted(v["points_by_class"].items())),
-                           "sources": len(v["sources"]), "image_ids": v["image_ids"], "shards": shards[k]}
-                       for k, v in sorted(splits.items())},
-        }
-        _write_json(os.path.join(tmp, "summary.json"), summary)
-        _commit(tmp, out_dir)
-    except BaseException:
-        for w in writers.values():
-            w.abort()
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    summary["wall_s"] = round(time.time() - t0, 2)
-    return summary
+                w.add(c)
+        w.class_names = tuple(class_names)
+        return w.commit(f"{dataset_name}-crops", [os.path.abspath(p) for p in paths],
+                        {"crops": config.to_dict(), "parent_images": parents})

@@ -28,7 +28,6 @@ padding); crop predictions to [:height, :width]. ``keras_view(ds)`` maps it to (
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from typing import Sequence
 

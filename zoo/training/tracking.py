@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from typing import Any, Optional
 
 from zoo.errors import ConfigError, ZooError

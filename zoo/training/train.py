@@ -15,6 +15,7 @@ import os
 import time
 from typing import Optional, Sequence
 
+from zoo.atomic import write_json
 from zoo.errors import ConfigError
 from zoo.training.config import ExperimentConfig
 from zoo.training.tracking import Tracker
@@ -32,12 +33,6 @@ class TrainResult:
     output_dir: str
     run_id: Optional[str]
     registered_version: Optional[str] = None
-
-
-def _write_json(path: str, obj) -> None:
-    with open(path + ".tmp", "w") as fh:
-        json.dump(obj, fh, indent=1, default=float)
-    os.replace(path + ".tmp", path)
 
 
 def make_optimizer(config: ExperimentConfig):
@@ -94,7 +89,7 @@ class _EpochEnd:
                 tmp = os.path.join(self.ckpt_dir, "tmp-" + LAST)
                 self.model.save(tmp)
                 os.replace(tmp, os.path.join(self.ckpt_dir, LAST))
-                _write_json(os.path.join(self.ckpt_dir, STATE), {"epochs_done": epoch + 1,
+                write_json(os.path.join(self.ckpt_dir, STATE), {"epochs_done": epoch + 1,
                                                                  "history": self.history_all,
                                                                  "run_id": self.tracker.run_id})
                 self.tracker.log_metrics(logs, step=epoch + 1)
@@ -161,14 +156,14 @@ def train(config: ExperimentConfig, *, train_records: Optional[Sequence[str]] = 
             model.fit(ds, epochs=config.epochs, initial_epoch=state["epochs_done"],
                       steps_per_epoch=config.steps_per_epoch, verbose=verbose,
                       callbacks=[_EpochEnd(ckpt_dir, tracker, history, periodic_eval)])
-        _write_json(os.path.join(output_dir, "history.json"), history)
+        write_json(os.path.join(output_dir, "history.json"), history)
         metrics = {}
         if eval_source:
             from zoo.evaluation import evaluate, save_overlays
 
             res = evaluate(model, eval_source[0], split=eval_source[1], fold=config.fold,
                            postprocess=config.postprocess, progress=bool(verbose))
-            _write_json(os.path.join(output_dir, "evaluation.json"), res)
+            write_json(os.path.join(output_dir, "evaluation.json"), res)
             metrics = {f"{eval_source[1]}_{k}": v for k, v in res["mean"].items()}
             tracker.log_metrics(metrics)
             tracker.log_artifact(os.path.join(output_dir, "evaluation.json"))

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from scipy import ndimage
-from skimage.color import rgb2hed
 
 from zoo.data import augment
 from zoo.data.input import InputConfig
@@ -102,15 +101,13 @@ def test_transform_points_follows_the_image():
                 assert np.hypot(peak[0] - 3 - (p[0] - int(p[0])), peak[1] - 3 - (p[1] - int(p[1]))) < 1.0
 
 
-def test_rgb_to_hed_matches_skimage_and_round_trips():
+def test_hed_jitter_identity_and_range():
+    from zoo.stain.deconvolution import RGB_FROM_HED
+
     rng = np.random.default_rng(2)
     rgb = rng.uniform(0.05, 1.0, (16, 16, 3)).astype(np.float32)
-    np.testing.assert_allclose(augment.rgb_to_hed(rgb).numpy(), np.maximum(rgb2hed(rgb), 0), atol=1e-5)
-    # stain-space round trip (exact where no stain concentration was clipped at 0)
-    hed = augment.rgb_to_hed(rgb)
-    ok = (np.linalg.solve(augment.RGB_FROM_HED.T, (np.log(rgb) / np.log(1e-6)).reshape(-1, 3).T).T >= 0).all(1)
-    back = augment.hed_to_rgb(hed).numpy().reshape(-1, 3)
-    np.testing.assert_allclose(back[ok], rgb.reshape(-1, 3)[ok], atol=1e-4)
+    # pixels whose stain concentrations are all >= 0 (nothing clipped) round-trip exactly through HED space
+    ok = (np.linalg.solve(RGB_FROM_HED.T, (np.log(rgb) / np.log(1e-6)).reshape(-1, 3).T).T >= 0).all(1)
     assert ok.sum() > 10
     same = augment.hed_jitter(tf.constant(rgb), _seed(0), 0.0, 0.0).numpy()
     np.testing.assert_allclose(same.reshape(-1, 3)[ok], rgb.reshape(-1, 3)[ok], atol=1e-4)
