@@ -31,7 +31,8 @@ def main(argv=None) -> int:
     except ZooError as e:
         print(f"histozoo: error: {e}", file=sys.stderr)
         return 2
-    print(f"run {res.run_id}: {res.metrics}")
+    print(f"run {res.run_id}: " + ", ".join(f"{k}={v:.4f}" for k, v in res.metrics.items()
+                                          if k.endswith(("_pixel_dice", "_aji", "_pq"))))
     return 0
 
 

@@ -93,17 +93,33 @@ class Tracker:
         self.enabled = False
 
     def _call(self, what: str, fn, *args, **kwargs):
+        """Run one MLflow call; a failure is reported, and three failures in a row turn tracking off."""
         if not self.enabled or self._mlflow is None:
             return None
         try:
-            return fn(*args, **kwargs)
+            out = fn(*args, **kwargs)
+            self._failures = 0
+            return out
         except Exception as e:  # noqa: BLE001
-            self._disable(f"MLflow {what} failed ({type(e).__name__}: {str(e)[:200]})")
+            self._failures = getattr(self, "_failures", 0) + 1
+            msg = f"MLflow {what} failed ({type(e).__name__}: {str(e)[:200]})"
+            if self._failures >= 3:
+                self._disable(msg + "; 3 failures in a row")
+            else:
+                print(f"histozoo: warning: {msg}", file=sys.stderr)
             return None
 
     def log_params(self, params: dict) -> None:
-        flat = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in _flatten(params).items()}
-        self._call("log_params", lambda: self._mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()}))
+        """Log the flattened config. A key the run already holds with another value (``mlflow run`` logs the
+        project's parameters first) is logged as ``resolved.<key>``."""
+        flat = {k: str(json.dumps(v) if isinstance(v, (dict, list)) else v)[:6000] for k, v in _flatten(params).items()}
+
+        def _log():
+            have = self._mlflow.get_run(self.run_id).data.params
+            out = {(f"resolved.{k}" if k in have and have[k] != v else k): v for k, v in flat.items()
+                   if have.get(k) != v}
+            self._mlflow.log_params(out)
+        self._call("log_params", _log)
 
     def log_metrics(self, metrics: dict, step: Optional[int] = None) -> None:
         clean = {k: float(v) for k, v in metrics.items() if _is_number(v)}

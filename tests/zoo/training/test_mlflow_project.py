@@ -1,0 +1,48 @@
+"""`mlflow run . -e train --env-manager local` through mlflow_project.yaml (the MLproject symlink): the project's
+run is the one the training core logs into, and config values the project did not set are resolved from the
+experiment file."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import yaml
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+
+
+def test_mlproject_symlink_points_to_the_project_file():
+    assert os.path.islink(REPO / "MLproject") and os.readlink(REPO / "MLproject") == "mlflow_project.yaml"
+    spec = yaml.safe_load((REPO / "mlflow_project.yaml").read_text())
+    assert "python_env" not in spec and "conda_env" not in spec
+    assert {"train", "data_build", "evaluate", "main"} <= set(spec["entry_points"])
+
+
+def test_mlflow_run_train_entry_point(tnbc_records, tmp_path):
+    cfg = {"name": "mlproject", "model": "unet", "model_config": {"num_classes": 3, "base_filters": 4, "depth": 2},
+           "data_dir": str(tnbc_records), "fold": 11,
+           "input": {"patch_size": 64, "batch_size": 2, "target": "three_class", "patches_per_image": 1},
+           "epochs": 3, "steps_per_epoch": 1, "postprocess": {"method": "threshold"},
+           "tracking": {"enabled": True, "experiment": "ignored-under-mlflow-run", "register_as": "",
+                        "log_model": False}}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cfg))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    mlflow_bin = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    r = subprocess.run([mlflow_bin, "run", str(REPO), "-e", "train", "-P", f"config={tmp_path / 'exp.yaml'}",
+                        "-P", "epochs=1", "--env-manager", "local", "--experiment-name", "mlproject-test"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["mlproject-test"])
+    assert len(runs) == 1 and runs.loc[0, "status"] == "FINISHED"
+    assert runs.loc[0, "params.epochs"] == "1"               # the project parameter overrides the file's 3
+    assert runs.loc[0, "params.resolved.fold"] == "11"       # fold came from the experiment file
+    assert 0.0 <= runs.loc[0, "metrics.test_aji"] <= 1.0     # evaluated on patient 11
+    assert runs.loc[0, "metrics.loss"] > 0
