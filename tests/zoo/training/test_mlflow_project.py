@@ -46,3 +46,18 @@ def test_mlflow_run_train_entry_point(tnbc_records, tmp_path):
     assert runs.loc[0, "params.resolved.fold"] == "11"       # fold came from the experiment file
     assert 0.0 <= runs.loc[0, "metrics.test_aji"] <= 1.0     # evaluated on patient 11
     assert runs.loc[0, "metrics.loss"] > 0
+
+
+def test_mlflow_run_data_build_entry_point(shared_data, tmp_path):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+    out = tmp_path / "bm"
+    r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "mlflow"), "run", str(REPO), "-e",
+                        "data_build", "-P", "dataset=bone_marrow", "-P",
+                        f"root={shared_data / 'bone_marrow_kainz2015'}", "-P", f"out={out}", "--env-manager",
+                        "local"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    import json
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["splits"]["train"]["points"] + summary["splits"]["test"]["points"] == 651  # PROVENANCE
