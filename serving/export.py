@@ -144,20 +144,10 @@ def _divisor(model) -> int:
 
 
 def pad_to_divisor(images, divisor: int):
-    """Pad float [B, H, W, 3] images at the bottom/right to multiples of ``divisor`` by symmetric reflection (as
-    zoo.models' own ``pad_to_multiple`` does, so a zoo model's served output equals its in-process output); images
-    smaller than the padding they need are padded with 1.0 (white glass) instead. Returns (padded, H, W)."""
-    tf = _tf()
-    shape = tf.shape(images)
-    h, w = shape[1], shape[2]
-    if divisor == 1:
-        return images, h, w
-    ph, pw = (-h) % divisor, (-w) % divisor
-    pads = [[0, 0], [0, ph], [0, pw], [0, 0]]
-    padded = tf.cond(tf.logical_and(ph <= h, pw <= w),
-                     lambda: tf.pad(images, pads, mode="SYMMETRIC"),
-                     lambda: tf.pad(images, pads, constant_values=1.0))
-    return padded, h, w
+    """``zoo.models.base.pad_to_multiple`` (the same padding a zoo model applies in-process). Returns (padded, H, W)."""
+    from zoo.models.base import pad_to_multiple
+
+    return pad_to_multiple(images, divisor)
 
 
 class _Predictor:

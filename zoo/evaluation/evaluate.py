@@ -35,16 +35,10 @@ def iter_eval_samples(source: Source, split: str = "test", fold: Optional[int] =
             return
 
 
-def predict_probabilities(model, image: np.ndarray, batch_images: bool = True) -> np.ndarray:
-    """Softmax probabilities (H, W, C) for one uint8 RGB image, reflect-padded to the model's divisor."""
-    div = int(getattr(model, "min_divisor", 32) or 1)
-    h, w = image.shape[:2]
-    ph, pw = (-h) % div, (-w) % div
-    x = image.astype(np.float32) / 255.0
-    if ph or pw:
-        x = np.pad(x, ((0, ph), (0, pw), (0, 0)), mode="reflect")
-    probs = np.asarray(model(x[None], training=False))[0]
-    return probs[:h, :w]
+def predict_probabilities(model, image: np.ndarray) -> np.ndarray:
+    """Softmax probabilities (H, W, C) for one uint8 RGB image (zoo models pad to their divisor themselves)."""
+    x = image.astype(np.float32)[None] / 255.0
+    return np.asarray(model(x, training=False))[0]
 
 
 def instances_from_probabilities(probs: np.ndarray, postprocess: Optional[dict] = None) -> np.ndarray:

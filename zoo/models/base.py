@@ -155,14 +155,18 @@ def normalize_input(x, mode: str):
 
 
 def pad_to_multiple(x, divisor: int):
-    """Pad ``[B, H, W, C]`` at the bottom/right (symmetric reflection) to multiples of ``divisor``.
+    """Pad ``[B, H, W, C]`` at the bottom/right (symmetric reflection; white for images smaller than the padding)
+    to multiples of ``divisor``.
     Returns the padded tensor and the original (H, W) as scalar tensors, for ``crop_to``."""
     shape = tf.shape(x)
     h, w = shape[1], shape[2]
     if divisor == 1:
         return x, h, w
     ph, pw = (-h) % divisor, (-w) % divisor
-    x = tf.pad(x, [[0, 0], [0, ph], [0, pw], [0, 0]], mode="SYMMETRIC")
+    pads = [[0, 0], [0, ph], [0, pw], [0, 0]]
+    # symmetric reflection needs the padding to fit inside the image; smaller images are padded with 1.0 (white)
+    x = tf.cond(tf.logical_and(ph <= h, pw <= w), lambda: tf.pad(x, pads, mode="SYMMETRIC"),
+                lambda: tf.pad(x, pads, constant_values=1.0))
     return x, h, w
 
 
