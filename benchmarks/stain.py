@@ -6,7 +6,8 @@
   subprocess of this same script (``--peer``), on the same images, target and repeats.
 
 Usage (from the repo root; keep it modest, the machines have 2 shared cores):
-    /work/venv/bin/python benchmarks/stain.py --images 14 --repeats 3 [--peer-python /work/bench-venv/bin/python]
+    /work/venv/bin/python benchmarks/stain.py --images 14 --repeats 3 [--methods reinhard] \
+        [--peer-python /work/bench-venv/bin/python]
 Throughput = images x 1 MP / best-of-repeats wall time of transform() over all images (fit excluded; first
 call warms up / compiles). Each peer also reports its mean |difference| (uint8) from ours as a sanity check.
 """
@@ -167,7 +168,9 @@ def _peer(args):
         except Exception as e:  # report, don't die: a peer failing is a result too
             res[name] = f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
-    for method, cls_name in [("macenko", "MacenkoNormalizer"), ("reinhard", "ReinhardNormalizer")]:
+    pairs = [(m, c) for m, c in [("macenko", "MacenkoNormalizer"), ("reinhard", "ReinhardNormalizer")]
+             if m in args.methods]
+    for method, cls_name in pairs:
         n = getattr(torchstain.normalizers, cls_name)(backend="numpy")
         n.fit(target)
         run(f"torchstain-numpy {method}", lambda im, n=n: np.asarray(n.normalize(im)[0] if method == "macenko"
@@ -177,7 +180,7 @@ def _peer(args):
 
         torch.set_num_threads(os.cpu_count())
         T = lambda im: torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1)))  # noqa: E731
-        for method, cls_name in [("macenko", "MacenkoNormalizer"), ("reinhard", "ReinhardNormalizer")]:
+        for method, cls_name in pairs:
             n = getattr(torchstain.normalizers, cls_name)(backend="torch")
             n.fit(T(target))
             if method == "macenko":
@@ -189,7 +192,7 @@ def _peer(args):
     try:
         import tensorflow as tf
 
-        for method, cls_name in [("macenko", "MacenkoNormalizer"), ("reinhard", "ReinhardNormalizer")]:
+        for method, cls_name in pairs:
             n = getattr(torchstain.normalizers, cls_name)(backend="tensorflow")
             n.fit(tf.constant(np.transpose(target, (2, 0, 1)) if method == "macenko" else target))
             # torchstain's TF Macenko takes CHW, its TF Reinhard HWC
@@ -201,7 +204,7 @@ def _peer(args):
     try:
         import staintools
 
-        for method in ("reinhard", "macenko", "vahadane"):
+        for method in args.methods:
             n = (staintools.ReinhardColorNormalizer() if method == "reinhard"
                  else staintools.StainNormalizer(method=method))
             n.fit(target.copy())
@@ -219,7 +222,10 @@ def main():
     ap.add_argument("--peer", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out-dir", default=os.path.join(HERE, "..", ".bench", "stain"))
     ap.add_argument("--no-numpy", action="store_true", help="skip the plain numpy implementations")
+    ap.add_argument("--methods", default="reinhard,macenko,vahadane",
+                    help="comma-separated subset of reinhard,macenko,vahadane (ours and the peers)")
     args = ap.parse_args()
+    args.methods = [m for m in ("reinhard", "macenko", "vahadane") if m in args.methods.split(",")]
     os.makedirs(args.out_dir, exist_ok=True)
     if args.peer:
         return _peer(args)
@@ -230,22 +236,25 @@ def main():
     rows, ours = {}, {}
     from zoo import stain
 
-    for method in ("reinhard", "macenko", "vahadane"):
+    for method in args.methods:
         n = stain.get_normalizer(method).fit(target)
         rows[f"histozoo {method}"], ours[method] = _time(n.transform, images, args.repeats)
         print(f"histozoo {method:9s} {rows[f'histozoo {method}']:8.2f} MP/s", flush=True)
-    if not args.no_numpy:
+    if not args.no_numpy and "reinhard" in args.methods:
         tm, ts = np_reinhard_fit(target)
         rows["numpy reinhard"], _ = _time(lambda im: np_reinhard(im, tm, ts), images, args.repeats)
+    if not args.no_numpy and "macenko" in args.methods:
         he, mc = np_macenko_estimate(target)
         rows["numpy macenko"], _ = _time(lambda im: np_macenko(im, he, mc), images, args.repeats)
+    if not args.no_numpy and "vahadane" in args.methods:
         w, mc = np_vahadane_estimate(target)
         rows["numpy vahadane"], _ = _time(lambda im: np_vahadane(im, w, mc), images, args.repeats)
     diffs = {}
     if args.peer_python and os.path.exists(args.peer_python):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
         p = subprocess.run([args.peer_python, os.path.abspath(__file__), "--peer", "--images", str(args.images),
-                            "--repeats", str(args.repeats), "--out-dir", args.out_dir],
+                            "--repeats", str(args.repeats), "--out-dir", args.out_dir,
+                            "--methods", ",".join(args.methods)],
                            capture_output=True, text=True, env=env)
         line = [ln for ln in p.stdout.splitlines() if ln.startswith("PEER_JSON ")]
         if not line:
@@ -261,7 +270,7 @@ def main():
                         diffs[k] = float(np.abs(peer - np.stack(ours[method])).mean())
     print(f"\n{args.images} MoNuSeg test images (1000x1000), best of {args.repeats}; cores: {os.cpu_count()}")
     print(f"{'implementation':28s} {'MP/s':>9s} {'ours / it':>10s} {'mean|diff| vs ours':>19s}")
-    for method in ("reinhard", "macenko", "vahadane"):
+    for method in args.methods:
         mine = rows[f"histozoo {method}"]
         for k, v in rows.items():
             if k.split()[-1] != method:
