@@ -27,6 +27,7 @@ LoG), and :func:`seeded_watershed` turns the blob centres into instances inside 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -34,6 +35,7 @@ from scipy import ndimage
 
 from zoo.errors import ConfigError
 from zoo.postprocess.instances import label_components, relabel_sequential, remove_small
+from zoo.stain.reinhard import LALPHABETA_FROM_LOGLMS, LMS_FROM_RGB
 
 __all__ = ["HU_REINHARD_TARGET", "HuConfig", "ClassicalResult", "hu_postprocess", "hu_segment",
            "reinhard_lalphabeta",
@@ -143,27 +145,25 @@ def _check_rgb(image) -> np.ndarray:
     return a
 
 
-# HistomicsTK's rgb_to_lab (Ruderman et al. 1998 l-alpha-beta, natural log of LMS), the space of Hu's target.
-_RGB2LMS = np.array([[0.3811, 0.5783, 0.0402], [0.1967, 0.7244, 0.0782], [0.0241, 0.1288, 0.8444]])
-_LMS2LAB = np.diag([1 / math.sqrt(3), 1 / math.sqrt(6), 1 / math.sqrt(2)]) @ np.array(
-    [[1, 1, 1], [1, 1, -2], [1, -1, 0]], float)
+# HistomicsTK's Ruderman l-alpha-beta space (Hu's target is in it): one definition, in zoo.stain.reinhard.
+_RGB2LMS, _LMS2LAB = LMS_FROM_RGB, LALPHABETA_FROM_LOGLMS
+
+
+@functools.lru_cache(maxsize=8)
+def _lalphabeta_normalizer(mean: tuple, std: tuple):
+    from zoo.stain import ReinhardNormalizer
+
+    return ReinhardNormalizer(space="lalphabeta").set_params({"lab_mean": mean, "lab_std": std})
 
 
 def reinhard_lalphabeta(image, mean=HU_REINHARD_TARGET["mean"], std=HU_REINHARD_TARGET["std"]) -> np.ndarray:
     """Reinhard et al. 2001 colour transfer in the Ruderman l-alpha-beta space, as HistomicsTK's
     ``color_normalization.reinhard`` (the implementation Hu et al. used; their target statistics are in this space,
-    not CIELAB): each channel is standardised over the image and rescaled to ``mean`` / ``std``. uint8 in and out.
-
-    zoo.stain's ReinhardNormalizer works in CIELAB, where Hu et al.'s numbers mean nothing, hence this variant."""
-    rgb = _check_rgb(image).astype(np.float64).reshape(-1, 3)
-    lms = rgb @ _RGB2LMS.T
-    lms = np.log(np.maximum(lms, np.finfo(np.float64).eps))
-    lab = lms @ _LMS2LAB.T
-    mu, sd = lab.mean(0), lab.std(0)
-    lab = (lab - mu) / np.maximum(sd, 1e-12) * np.asarray(std) + np.asarray(mean)
-    lms = np.exp(lab @ np.linalg.inv(_LMS2LAB).T)
-    out = lms @ np.linalg.inv(_RGB2LMS).T
-    return np.clip(np.round(out), 0, 255).astype(np.uint8).reshape(np.shape(image))
+    not CIELAB): each channel is standardised over the image and rescaled to ``mean`` / ``std``. uint8 in and out
+    (rounded). This is zoo.stain's ``ReinhardNormalizer(space="lalphabeta")`` with the statistics given; like every
+    zoo.stain normalizer it returns a tile without tissue or with a flat channel unchanged."""
+    norm = _lalphabeta_normalizer(tuple(float(v) for v in mean), tuple(float(v) for v in std))
+    return norm.transform(_check_rgb(image))
 
 
 def _hematoxylin_od(image, cfg: HuConfig) -> tuple[np.ndarray, dict]:

@@ -14,9 +14,9 @@ from zoo.stain.base import (FALLBACK_NAMES, StainMatrixNormalizer, StainNormaliz
                             load, normalize)
 from zoo.stain.deconvolution import hed_to_rgb, rgb_to_hed, separate_stains, stain_image
 from zoo.stain.macenko import MacenkoNormalizer
-from zoo.stain.reinhard import ReinhardNormalizer, lab_to_rgb, rgb_to_lab
+from zoo.stain.reinhard import ReinhardNormalizer, lab_to_rgb, lalphabeta_to_rgb, rgb_to_lab, rgb_to_lalphabeta
 from zoo.stain.vahadane import VahadaneNormalizer
 
 __all__ = ["FALLBACK_NAMES", "MacenkoNormalizer", "ReinhardNormalizer", "StainMatrixNormalizer", "StainNormalizer",
-           "VahadaneNormalizer", "available", "get_normalizer", "hed_to_rgb", "lab_to_rgb", "load", "normalize",
-           "rgb_to_hed", "rgb_to_lab", "separate_stains", "stain_image"]
+           "VahadaneNormalizer", "available", "get_normalizer", "hed_to_rgb", "lab_to_rgb", "lalphabeta_to_rgb", "load",
+           "normalize", "rgb_to_hed", "rgb_to_lab", "rgb_to_lalphabeta", "separate_stains", "stain_image"]
