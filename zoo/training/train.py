@@ -11,16 +11,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from typing import Optional, Sequence
 
 from zoo.atomic import write_json
-from zoo.errors import ConfigError
+from zoo.errors import ConfigError, ZooError
 from zoo.training.config import ExperimentConfig
 from zoo.training.tracking import Tracker
 
 CKPT_DIR = "checkpoints"
+
+
+class TrainingDiverged(ZooError):
+    """The training loss became NaN or infinite."""
+
+
 LAST = "last.keras"
 STATE = "state.json"
 
@@ -76,10 +83,15 @@ class _EpochEnd:
             def __init__(self, ckpt_dir, tracker, history, on_epoch=None):
                 super().__init__()
                 self.ckpt_dir, self.tracker, self.history_all, self.on_epoch = ckpt_dir, tracker, history, on_epoch
+                self.diverged = None
                 self.t0 = time.time()
 
             def on_epoch_end(self, epoch, logs=None):
                 logs = {k: float(v) for k, v in (logs or {}).items()}
+                if not math.isfinite(logs.get("loss", 0.0)):  # diverged: keep the last good checkpoint
+                    self.model.stop_training = True
+                    self.diverged = (epoch + 1, logs.get("loss"))
+                    return
                 logs["epoch_time_s"] = time.time() - self.t0
                 self.t0 = time.time()
                 if self.on_epoch is not None:
@@ -153,9 +165,16 @@ def train(config: ExperimentConfig, *, train_records: Optional[Sequence[str]] = 
     try:
         if state["epochs_done"] < config.epochs:
             ds = training_dataset(config, train_records)
+            epoch_end = _EpochEnd(ckpt_dir, tracker, history, periodic_eval)
             model.fit(ds, epochs=config.epochs, initial_epoch=state["epochs_done"],
                       steps_per_epoch=config.steps_per_epoch, verbose=verbose,
-                      callbacks=[_EpochEnd(ckpt_dir, tracker, history, periodic_eval)])
+                      callbacks=[keras.callbacks.TerminateOnNaN(), epoch_end])
+            if epoch_end.diverged:
+                epoch, loss = epoch_end.diverged
+                raise TrainingDiverged(
+                    f"{config.name}: the loss became {loss} in epoch {epoch}; the last finite checkpoint "
+                    f"(epoch {epoch - 1}) is kept in {ckpt_dir}. Lower learning_rate (now {config.learning_rate:g}) "
+                    f"and run again, or --resume from it")
         write_json(os.path.join(output_dir, "history.json"), history)
         metrics = {}
         if eval_source:

@@ -100,3 +100,20 @@ def test_config_errors_are_clear(tmp_path):
     cfg = ExperimentConfig(model="unet", epochs=4, input={"patch_size": 128})
     cfg.save(str(tmp_path / "ok.yaml"))
     assert ExperimentConfig.load(str(tmp_path / "ok.yaml")) == cfg
+
+
+def test_divergence_stops_with_a_clear_error_and_keeps_finite_checkpoints(tnbc_records, in_tmp):
+    import keras
+
+    from zoo.training import train
+    from zoo.training.train import TrainingDiverged
+
+    cfg = _config(tnbc_records, epochs=3, steps_per_epoch=2, optimizer="sgd", learning_rate=1e12,
+                  tracking={"enabled": False}, val_split="", fold=None, train_split="all")
+    with pytest.raises(TrainingDiverged, match="Lower learning_rate"):
+        train(cfg, output_dir=str(in_tmp / "run"), verbose=0)
+    state = in_tmp / "run" / "checkpoints" / "state.json"
+    if state.exists():  # any checkpoint written holds finite weights only
+        m = keras.models.load_model(in_tmp / "run" / "checkpoints" / "last.keras")
+        assert all(np.all(np.isfinite(w)) for w in m.get_weights())
+        assert np.all(np.isfinite(json.load(open(state))["history"]["loss"]))
