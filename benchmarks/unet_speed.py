@@ -16,7 +16,10 @@
    checkpoint + log per epoch. Reported: median steps/s of each side, overhead = B_rate / A_rate - 1, the
    per-epoch cost of the core's callback split into model.save (+ rename), state.json and MLflow log_metrics, and
    the one-off costs of train() before and after fit (build/compile/MLflow run start; curves, artifacts, model
-   logging).
+   logging), and the process CPU seconds per step of each side (less sensitive to other jobs than wall time).
+   ``--control`` runs a second plain fit in A's place: the "overhead" it shows is the design's noise floor on the
+   machine at hand (on 2 shared cores it was -12%, i.e. rate ratios there cannot resolve a 5% bar; the directly
+   timed epoch-end work can).
 2. Inference megapixels/s of the same U-Net (random weights: speed does not depend on them) on the 14 MoNuSeg
    test images (1000x1000) through ``zoo.evaluation.predict_probabilities`` (pads to the model's divisor), and
    through the exported SavedModel (``serving.export.export`` -> ``tf.saved_model.load`` -> the
