@@ -21,13 +21,13 @@
    machine at hand (on 2 shared cores it was -12%, i.e. rate ratios there cannot resolve a 5% bar; the directly
    timed epoch-end work can).
 2. Inference megapixels/s of the same U-Net (random weights: speed does not depend on them) on the 14 MoNuSeg
-   test images (1000x1000) through ``zoo.evaluation.predict_probabilities`` (pads to the model's divisor), and
+   test images (1000x1000) through ``zoo.evaluation.predict_probabilities`` (the model pads to its divisor), and
    through the exported SavedModel (``serving.export.export`` -> ``tf.saved_model.load`` -> the
    ``predict_images`` signature: probabilities + class map + in-graph instance labelling; its probabilities are
    checked equal to the first path's). Each path runs one untimed warm-up image first.
 
     /work/venv/bin/python benchmarks/unet_speed.py                      # the full config (GPU-sized)
-    /work/venv/bin/python benchmarks/unet_speed.py --base-filters 16 --patch 128 --batch 4 --steps 20 --epochs 3
+    /work/venv/bin/python benchmarks/unet_speed.py --base-filters 16 --patch 128 --batch 4 --steps 20 --epochs 3 --reps 4
 """
 
 from __future__ import annotations
@@ -285,7 +285,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=50, help="steps per epoch")
     ap.add_argument("--epochs", type=int, default=4, help="epochs per run (>= 2; epoch 1 is not timed)")
-    ap.add_argument("--reps", type=int, default=3, help="A/B pairs")
+    ap.add_argument("--reps", type=int, default=4, help="A/B pairs (even: A B, B A, ... balances the order)")
     ap.add_argument("--images", type=int, default=14, help="MoNuSeg test images for inference (first untimed)")
     ap.add_argument("--no-log-model", action="store_true", help="A: do not log the model to MLflow at the end")
     ap.add_argument("--no-savedmodel", action="store_true", help="skip the exported SavedModel inference path")
