@@ -14,7 +14,7 @@ import os
 import sys
 
 
-def _parse_options(pairs: list[str] | None) -> dict:
+def parse_key_values(pairs: list[str] | None) -> dict:
     """``--option key=value`` pairs -> dict (values parsed as JSON when they parse, else strings)."""
     out = {}
     for p in pairs or []:
@@ -34,7 +34,7 @@ def _parse_options(pairs: list[str] | None) -> dict:
 def _cmd_data_build(args) -> int:
     from zoo.data.build import build, format_summary
 
-    options = _parse_options(args.option)
+    options = parse_key_values(args.option)
     folder = {k: v for k, v in ((k, getattr(args, k)) for k in _FOLDER_FLAGS) if v is not None and v is not False}
     if folder and args.dataset != "folder":
         from zoo.errors import ConfigError
@@ -167,7 +167,7 @@ def _load_experiment(args):
         changes["name"] = args.name
     if getattr(args, "register_as", None):
         changes["tracking"] = {**cfg.tracking, "enabled": True, "register_as": args.register_as}
-    changes.update(_parse_options(getattr(args, "set", None)))
+    changes.update(parse_key_values(getattr(args, "set", None)))
     try:
         return cfg.from_dict({**cfg.to_dict(), **changes})
     except TypeError as e:
@@ -214,7 +214,7 @@ def _cmd_evaluate(args) -> int:
     from zoo.training.tracking import load_model
 
     model = load_model(args.model)
-    post = _parse_options(args.postprocess) or None
+    post = parse_key_values(args.postprocess) or None
     res = evaluate(model, args.data, split=args.split, fold=args.fold, postprocess=post, progress=True)
     print(format_table(res, args.keys.split(",") if args.keys else None))
     if args.out:
@@ -398,10 +398,10 @@ def _add_serve(sub) -> None:
 
 # ------------------------------------------------------------------------------------------------ pipeline
 def _pipeline_kwargs(args) -> dict:
-    kw = {"reader_options": _parse_options(args.option), "eval_max_images": args.eval_max_images,
+    kw = {"reader_options": parse_key_values(args.option), "eval_max_images": args.eval_max_images,
           "mlflow_tracking_uri": args.mlflow_tracking_uri or "", "promote_metric": args.promote_metric or ""}
     if args.threshold:
-        kw["thresholds"] = {k: float(v) for k, v in _parse_options(args.threshold).items()}
+        kw["thresholds"] = {k: float(v) for k, v in parse_key_values(args.threshold).items()}
     if args.compare_metric:
         kw["compare_metric"] = args.compare_metric
     if args.min_improvement is not None:

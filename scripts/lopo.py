@@ -19,6 +19,8 @@ import os
 import subprocess
 import sys
 
+from histozoo.cli import parse_key_values
+
 # Naylor et al. (ISBI 2017) Table 1, averaged over left-out patients (33 images of their TNBC release).
 PAPER = {
     "pangnet": {"accuracy": 0.936, "iu": 0.759, "recall": 0.744, "precision": 0.741, "f1": 0.742, "performance": 0.853},
@@ -31,17 +33,6 @@ COLUMNS = [("accuracy", "pixel_accuracy"), ("iu", "pixel_jaccard"), ("recall", "
            ("aji", "aji"), ("pq", "pq"), ("dq", "dq"), ("sq", "sq")]
 
 
-def _parse_sets(pairs):
-    out = {}
-    for p in pairs or []:
-        k, v = p.split("=", 1)
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
-
-
 def _fold_dir(out, model, fold):
     return os.path.join(out, model, f"fold{fold}")
 
@@ -50,7 +41,7 @@ def run(args) -> None:
     from zoo.training import ExperimentConfig, train
 
     folds = [int(f) for f in args.folds.split(",")]
-    sets, msets, isets = _parse_sets(args.set), _parse_sets(args.model_set), _parse_sets(args.input_set)
+    sets, msets, isets = parse_key_values(args.set), parse_key_values(args.model_set), parse_key_values(args.input_set)
     for path in args.configs:
         base = ExperimentConfig.load(path)
         d = base.to_dict()
@@ -110,7 +101,7 @@ def table(args) -> None:
         if folds:
             rows[model] = folds
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    lines = [f"| model | folds (left-out patients) | " + " | ".join(c for c, _ in COLUMNS) + " |",
+    lines = ["| model | folds (left-out patients) | " + " | ".join(c for c, _ in COLUMNS) + " |",
              "|---|---|" + "---|" * len(COLUMNS)]
     for model, folds in rows.items():
         mean = {k: sum(f[k] for f in folds.values()) / len(folds) for _, k in COLUMNS}

@@ -6,30 +6,10 @@ import pytest
 from zoo.errors import DataError
 from zoo.metrics import instance as im
 
-# ---- case A: touching nuclei merged by the prediction, one nucleus split, one missed, one false detection
-# GT ids (non-consecutive): 10 = A, 20 = B (A and B touch), 30 = C, 40 = D
-GT_A = np.array([
-    [10, 10, 10, 20, 20, 20, 0, 0],
-    [10, 10, 10, 20, 20, 20, 0, 0],
-    [0, 0, 0, 0, 0, 0, 0, 0],
-    [30, 30, 30, 30, 0, 0, 0, 0],
-    [30, 30, 30, 30, 0, 0, 0, 0],
-    [0, 0, 0, 0, 0, 0, 40, 40],
-])
-# pred: 7 merges A+B, 3 and 5 split C, 9 is a false detection, D is missed
-PR_A = np.array([
-    [7, 7, 7, 7, 7, 7, 0, 0],
-    [7, 7, 7, 7, 7, 7, 0, 0],
-    [0, 0, 0, 0, 0, 0, 0, 0],
-    [3, 3, 5, 5, 0, 0, 0, 0],
-    [3, 3, 5, 5, 0, 0, 0, 0],
-    [9, 9, 0, 0, 0, 0, 0, 0],
-])
-# areas: A 6, B 6, C 8, D 2 (sum 22); pred 7: 12, 3: 4, 5: 4, 9: 2 (sum 22)
-# pairs: (A,7) inter 6 union 12 IoU .5; (B,7) 6/12 = .5; (C,3) 4/8 = .5; (C,5) 4/8 = .5
 
 
-def test_overlap_table_of_case_a():
+def test_overlap_table_of_case_a(case_a):
+    GT_A, PR_A = case_a
     ov = im.overlap(GT_A, PR_A)
     assert ov.gt_ids.tolist() == [10, 20, 30, 40] and ov.pred_ids.tolist() == [3, 5, 7, 9]
     assert ov.gt_area.tolist() == [6, 6, 8, 2] and ov.pred_area.tolist() == [4, 4, 12, 2]
@@ -37,25 +17,29 @@ def test_overlap_table_of_case_a():
     assert pairs == {(10, 7): 6, (20, 7): 6, (30, 3): 4, (30, 5): 4}
 
 
-def test_aji_merge_and_split():
+def test_aji_merge_and_split(case_a):
+    GT_A, PR_A = case_a
     # A -> 7 (6/12), B -> 7 (6/12), C -> 3 (IoU tie with 5, equal intersection: smaller id), D -> none (+2)
     # C = 6 + 6 + 4 = 16; U = 12 + 12 + 8 + |D| 2 + unused preds |5| 4 + |9| 2 = 40
     assert im.aji(GT_A, PR_A) == pytest.approx(16 / 40)
 
 
-def test_aji_plus_pairs_one_to_one():
+def test_aji_plus_pairs_one_to_one(case_a):
+    GT_A, PR_A = case_a
     # one-to-one: 7 with A (or B), 3 (or 5) with C -> C = 6 + 4 = 10; U = 22 + 22 - 10 = 34
     assert im.aji_plus(GT_A, PR_A) == pytest.approx(10 / 34)
 
 
-def test_pq_iou_exactly_half_is_not_a_match():
+def test_pq_iou_exactly_half_is_not_a_match(case_a):
+    GT_A, PR_A = case_a
     # every pair has IoU exactly 0.5; matching needs IoU > 0.5 -> TP 0, FP 4, FN 4 -> DQ 0, SQ 0, PQ 0
     r = im.pq(GT_A, PR_A)
     assert (r["tp"], r["fp"], r["fn"]) == (0, 4, 4)
     assert r["pq"] == r["dq"] == r["sq"] == 0.0
 
 
-def test_hu_segmentation_case_a():
+def test_hu_segmentation_case_a(case_a):
+    GT_A, PR_A = case_a
     # matched iff |I ∩ G| > 0.5|G|: (A,7) 6 > 3 yes, (B,7) 6 > 3 yes, (C,3) 4 > 4 no, (C,5) no
     # TP = 12 px, FP = 22 - 12 = 10, FN = 22 - 12 = 10 -> IoU = 12/32, F = 24/44
     r = im.hu_segmentation(GT_A, PR_A)
@@ -129,7 +113,8 @@ def test_empty_maps_never_raise():
     assert im.per_class_pq(e, e, {}, {})["mpq"] == 1.0
 
 
-def test_ids_need_not_be_consecutive_or_small():
+def test_ids_need_not_be_consecutive_or_small(case_a):
+    GT_A, PR_A = case_a
     # same partition under any renumbering, including ids too large for a lookup table (np.unique path)
     big_g = np.where(GT_A > 0, GT_A.astype(np.int64) * 10**9 + 7, 0)
     big_p = np.where(PR_A > 0, (50 - PR_A.astype(np.int64)) * 10**10, 0)

@@ -1,4 +1,4 @@
-"""Qu et al. / GlaS object-level metrics on hand-made label maps (case A of test_metrics_instance, redrawn here)."""
+"""Qu et al. / GlaS object-level metrics on hand-made label maps (case A: tests/zoo/metrics/conftest.py)."""
 
 import math
 
@@ -7,27 +7,9 @@ import pytest
 
 from zoo.metrics import object as om
 
-# GT: 10 = A (rows 0-1, cols 0-2), 20 = B (rows 0-1, cols 3-5, touching A), 30 = C (rows 3-4, cols 0-3),
-#     40 = D (row 5, cols 6-7).  pred: 7 merges A+B, 3 / 5 split C, 9 (row 5, cols 0-1) false, D missed.
-GT = np.array([
-    [10, 10, 10, 20, 20, 20, 0, 0],
-    [10, 10, 10, 20, 20, 20, 0, 0],
-    [0, 0, 0, 0, 0, 0, 0, 0],
-    [30, 30, 30, 30, 0, 0, 0, 0],
-    [30, 30, 30, 30, 0, 0, 0, 0],
-    [0, 0, 0, 0, 0, 0, 40, 40],
-])
-PR = np.array([
-    [7, 7, 7, 7, 7, 7, 0, 0],
-    [7, 7, 7, 7, 7, 7, 0, 0],
-    [0, 0, 0, 0, 0, 0, 0, 0],
-    [3, 3, 5, 5, 0, 0, 0, 0],
-    [3, 3, 5, 5, 0, 0, 0, 0],
-    [9, 9, 0, 0, 0, 0, 0, 0],
-])
 
-
-def test_detection_f1_merge_split():
+def test_detection_f1_merge_split(case_a):
+    GT, PR = case_a
     # each pred takes the gt it overlaps most: 7 -> A (tie with B, smaller id): 6 > 0.5 * 6 -> TP
     # 3 -> C: 4 > 0.5 * 8 ? no (exactly half) -> FP; 5 likewise FP; 9 touches nothing -> FP
     # TP 1, #pred 4, #gt 4 -> F1 = 2 / 8
@@ -49,13 +31,15 @@ def test_detection_50_percent_is_of_the_ground_truth_area():
     assert om.detection_f1(gt2, small)["tp"] == 0
 
 
-def test_object_dice():
+def test_object_dice(case_a):
+    GT, PR = case_a
     # gt side: A-7 2*6/(6+12) = 2/3, B-7 2/3, C-3 2*4/(8+4) = 2/3, D none 0; weights 6,6,8,2 / 22 -> (20/22)(2/3)
     # pred side: 7-A 2/3, 3-C 2/3, 5-C 2/3, 9 none 0; weights 12,4,4,2 / 22 -> (20/22)(2/3)
     assert om.object_dice(GT, PR) == pytest.approx(20 / 33)
 
 
-def test_object_hausdorff_with_nearest_object_for_misses():
+def test_object_hausdorff_with_nearest_object_for_misses(case_a):
+    GT, PR = case_a
     # gt side: H(A,7) = 3 (col 5 of 7 is 3 px from A), H(B,7) = 3, H(C,3) = 2,
     #   D touches nothing -> nearest pred by Hausdorff is 5: farthest point (3,2) of 5 to D's (5,6) = sqrt(4+16)
     #   (candidates: 9 -> 6, 3 -> sqrt(40), 7 -> sqrt(61))
@@ -75,7 +59,8 @@ def test_hausdorff_distance_pair():
     assert om.hausdorff_distance(a, np.zeros_like(a)) == math.inf
 
 
-def test_object_metrics_on_empty_maps():
+def test_object_metrics_on_empty_maps(case_a):
+    GT, PR = case_a
     e = np.zeros((3, 4), int)
     assert om.detection_f1(e, e)["f1"] == 1.0 and om.object_dice(e, e) == 1.0 and om.object_hausdorff(e, e) == 0.0
     assert om.detection_f1(GT, np.zeros_like(GT))["f1"] == 0.0 and om.object_dice(np.zeros_like(GT), PR) == 0.0
