@@ -96,7 +96,7 @@ def table(args) -> None:
         mdir = os.path.join(args.out, model)
         for f in sorted(os.listdir(mdir)):
             p = os.path.join(mdir, f, "evaluation.json")
-            if os.path.isfile(p):
+            if os.path.isfile(p) and (not args.folds or int(f[4:]) in {int(k) for k in args.folds.split(",")}):
                 folds[int(f[4:])] = json.load(open(p))["mean"]
         if folds:
             rows[model] = folds
@@ -136,6 +136,7 @@ def main(argv=None) -> int:
     t = sub.add_parser("table")
     t.add_argument("--out", default="runs/lopo")
     t.add_argument("--md", default="")
+    t.add_argument("--folds", default="", help="only these folds (e.g. 9 to compare every model on one patient)")
     t.set_defaults(func=table)
     args = p.parse_args(argv)
     args.func(args)
