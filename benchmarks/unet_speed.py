@@ -86,7 +86,7 @@ def run_core(config, stream, out_dir: str) -> dict:
 
     rec = {"epoch_end": [], "save": [], "state_json": [], "log_metrics": [], "cpu": []}
     marks = {}
-    orig_dataset, orig_epoch_end, orig_write_json = core.training_dataset, core._EpochEnd, core.write_json
+    orig_dataset, orig_epoch_end, orig_write_json = core.training_dataset, core.epoch_end_callback, core.write_json
 
     def dataset(config, records=None):
         marks["fit_start"] = time.perf_counter()
@@ -123,13 +123,13 @@ def run_core(config, stream, out_dir: str) -> dict:
         tracker.log_metrics, cb.on_epoch_end = log_metrics, on_epoch_end
         return cb
 
-    core.training_dataset, core._EpochEnd, core.write_json = dataset, epoch_end, write_json
+    core.training_dataset, core.epoch_end_callback, core.write_json = dataset, epoch_end, write_json
     try:
         t0 = time.perf_counter()
         result = core.train(config, output_dir=out_dir, tracking=True, verbose=0)
         t1 = time.perf_counter()
     finally:
-        core.training_dataset, core._EpochEnd, core.write_json = orig_dataset, orig_epoch_end, orig_write_json
+        core.training_dataset, core.epoch_end_callback, core.write_json = orig_dataset, orig_epoch_end, orig_write_json
     if result.run_id is None:
         raise SystemExit("MLflow tracking did not start: the benchmark needs it on")
     times = result.history["epoch_time_s"]
