@@ -87,7 +87,9 @@ class DatasetWriter:
         s["sources"].add(sample.source_id)
         s["image_ids"].append(sample.image_id)
 
-    def commit(self, dataset: str, root, options: dict, folds: list | None = None) -> dict:
+    def commit(self, dataset: str, root, options: dict, folds: list | None = None,
+               skipped: list | None = None) -> dict:
+        """Write summary.json (with ``skipped``: the reader's (path, reason) pairs it left out) and move into place."""
         shards = {k: [os.path.basename(p) for p in w.close()] for k, w in self.writers.items()}
         summary = {
             "dataset": dataset, "root": root, "options": options, "class_names": list(self.class_names),
@@ -97,6 +99,8 @@ class DatasetWriter:
                            "sources": len(v["sources"]), "image_ids": v["image_ids"], "shards": shards[k]}
                        for k, v in sorted(self.splits.items())},
         }
+        if skipped:
+            summary["skipped"] = [{"path": p, "reason": r} for p, r in skipped]
         write_json(os.path.join(self.tmp, SUMMARY), summary)
         if folds:
             write_json(os.path.join(self.tmp, FOLDS), {"dataset": dataset, "scheme": "leave-one-source-out",
@@ -135,7 +139,7 @@ def build(dataset: str, root: str, out: str, per_shard: int = 32, progress: bool
             except Exception as e:
                 raise DataError(str(item), f"failed to read ({type(e).__name__}: {e})") from None
             w.add(sample, rec)
-        return w.commit(dataset, os.path.abspath(root), options, reader.folds())
+        return w.commit(dataset, os.path.abspath(root), options, reader.folds(), getattr(reader, "skipped", None))
 
 
 def _commit(tmp: str, out: str) -> None:

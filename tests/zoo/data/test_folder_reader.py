@@ -278,6 +278,11 @@ def test_unpaired_files_are_skipped_with_a_summary_or_raise(tmp_path, capsys):
     assert "sources row for an image that is not there ('ghost')" in err and "src.csv:3" in err
     with pytest.raises(DataError, match="label without image"):
         _reader(tmp_path, on_error="raise")
+    summary = build("folder", str(tmp_path), str(tmp_path / "out"), progress=False, sources="src.csv")
+    with open(tmp_path / "out" / "summary.json") as fh:
+        assert json.load(fh)["skipped"] == summary["skipped"]
+    assert sorted(os.path.basename(d["path"]) for d in summary["skipped"]) == ["lonely.png", "src.csv:3",
+                                                                                "stray_mask.png"]
 
 
 @pytest.mark.parametrize("case, message", [
