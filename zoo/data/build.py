@@ -137,7 +137,7 @@ def build(dataset: str, root: str, out: str, per_shard: int = 32, progress: bool
             except ZooError:
                 raise
             except Exception as e:
-                raise DataError(str(item), f"failed to read ({type(e).__name__}: {e})") from None
+                raise DataError(reader.describe(item), f"failed to read ({type(e).__name__}: {e})") from None
             w.add(sample, rec)
         return w.commit(dataset, os.path.abspath(root), options, reader.folds(), getattr(reader, "skipped", None))
 

@@ -137,3 +137,18 @@ def test_pannuke_shape_errors(tmp_path):
         get_reader("pannuke")(str(root)).items()
     with pytest.raises(ConfigError, match="fold_splits values"):
         get_reader("pannuke")(str(root), fold_splits={"1": "training"})
+
+
+def test_pannuke_unexpected_failure_names_the_npy_file_and_index(tmp_path, monkeypatch):
+    import zoo.data.readers.pannuke as pannuke
+
+    root = write_pannuke(tmp_path / "p", n=(2,))
+
+    def broken(masks):
+        raise MemoryError("simulated")
+
+    monkeypatch.setattr(pannuke, "masks_to_instances", broken)
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=r"fold1/images\.npy\[0\]: failed to read \(MemoryError: simulated\)"):
+        build("pannuke", str(root), str(out), progress=False)
+    assert not any(p.name.endswith(records.SHARD_SUFFIX) or p.name == "summary.json" for p in out.rglob("*"))

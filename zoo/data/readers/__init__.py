@@ -64,6 +64,10 @@ class Reader:
     def read(self, item) -> Sample:
         raise NotImplementedError
 
+    def describe(self, item) -> str:
+        """Where ``item`` lives, for error messages (a file path; readers of packed arrays add the index)."""
+        return str(item)
+
     def folds(self) -> list[dict] | None:
         """Cross-validation folds as ``[{"fold": k, "test": [image ids], "train": [...]}]``, or None."""
         return None

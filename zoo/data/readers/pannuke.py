@@ -108,6 +108,10 @@ class PanNukeReader(Reader):
     def items(self) -> list[tuple[int, int]]:
         return [(k, i) for k in sorted(self.fold_dirs) for i in range(len(self._fold(k)[0]))]
 
+    def describe(self, item: tuple[int, int]) -> str:
+        k, i = item
+        return f"{self._paths(k)[0]}[{i}]"
+
     def read(self, item: tuple[int, int]) -> Sample:
         k, i = item
         images, masks, types = self._fold(k)
