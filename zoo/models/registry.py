@@ -12,10 +12,10 @@ from typing import Any, Optional
 
 import keras
 
-from zoo.errors import ConfigError
+from zoo.registry import Registry
 
 PACKAGE = "histozoo"
-_MODELS: dict[str, type] = {}
+_MODELS = Registry("model")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -25,29 +25,22 @@ def register(name: str):
         raise ValueError(f"model name must match {_NAME.pattern}, got {name!r}")
 
     def decorator(cls):
-        old = _MODELS.get(name)
-        if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
-            raise ValueError(f"model name {name!r} is already registered by {old.__module__}.{old.__qualname__}")
         cls.registry_name = name
         cls.config_class.model_name = name
         keras.saving.register_keras_serializable(package=PACKAGE, name=cls.__name__)(cls)
-        _MODELS[name] = cls
-        return cls
+        return _MODELS.add(name, cls)
 
     return decorator
 
 
 def get(name: str) -> type:
     """The model class registered as ``name``."""
-    try:
-        return _MODELS[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"unknown model {name!r} (available: {', '.join(available())})") from None
+    return _MODELS.get(name)
 
 
 def available() -> list[str]:
     """Registered model names, sorted."""
-    return sorted(_MODELS)
+    return _MODELS.available()
 
 
 def build(name: str, config: Optional[Mapping[str, Any] | Any] = None) -> keras.Model:

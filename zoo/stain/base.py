@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import ConfigError, DataError
+from zoo.registry import Registry
 
 FORMAT = "histozoo-stain-params"
 VERSION = 1
-_REGISTRY: dict[str, type] = {}
+_REGISTRY = Registry("stain method")
 
 # Fallback codes in the info tensor (int32 per image) and their names in transform()'s per-image dicts.
 FALLBACK_NONE, FALLBACK_NO_TISSUE, FALLBACK_DEGENERATE = 0, 1, 2
@@ -34,20 +35,17 @@ FALLBACK_NAMES = {FALLBACK_NONE: None, FALLBACK_NO_TISSUE: "no_tissue", FALLBACK
 def register(name: str):
     def deco(cls):
         cls.name = name
-        _REGISTRY[name] = cls
-        return cls
+        return _REGISTRY.add(name, cls)
     return deco
 
 
 def available() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.available()
 
 
 def get_normalizer(name: str, **config) -> "StainNormalizer":
     """A new, unfitted normalizer by method name (``reinhard``, ``macenko``, ``vahadane``)."""
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown stain method {name!r}; choose one of {', '.join(available())}")
-    return _REGISTRY[name](**config)
+    return _REGISTRY.get(name)(**config)
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -397,7 +395,7 @@ def load(path: str | os.PathLike, jit: bool = True) -> StainNormalizer:
     if method not in _REGISTRY:
         raise DataError(path, f"unknown stain method {method!r}")
     try:
-        norm = _REGISTRY[method](**d.get("config", {}), jit=jit)
+        norm = _REGISTRY.get(method)(**d.get("config", {}), jit=jit)
         norm.set_params(d.get("params", {}))
     except (ConfigError, TypeError, ValueError) as e:
         raise DataError(path, f"invalid {method} parameters ({e})") from None

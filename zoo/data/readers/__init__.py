@@ -14,31 +14,26 @@ from typing import Any, Callable
 
 from zoo.data.sample import Sample
 from zoo.errors import DataError
+from zoo.registry import Registry
 
-_REGISTRY: dict[str, type] = {}
+_REGISTRY = Registry("dataset")
 
 
 def register(name: str) -> Callable[[type], type]:
     def deco(cls):
-        if name in _REGISTRY:
-            raise ValueError(f"reader {name!r} registered twice")
         cls.name = name
-        _REGISTRY[name] = cls
-        return cls
+        return _REGISTRY.add(name, cls)
 
     return deco
 
 
 def available() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.available()
 
 
 def get_reader(name: str):
-    if name not in _REGISTRY:
-        from zoo.errors import ConfigError
-
-        raise ConfigError(f"unknown dataset {name!r}; available: {', '.join(available())}")
-    return _REGISTRY[name]
+    """The reader class registered as ``name`` (ConfigError naming the available ones otherwise)."""
+    return _REGISTRY.get(name)
 
 
 class Reader:
