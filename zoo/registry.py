@@ -28,6 +28,15 @@ class Registry:
         self._entries[name] = obj
         return obj
 
+    def register(self, name: str):
+        """Class decorator: ``add`` the class as ``name`` and set its ``name`` attribute (readers, stain methods)."""
+
+        def deco(cls):
+            cls.name = name
+            return self.add(name, cls)
+
+        return deco
+
     def get(self, name: str) -> Any:
         try:
             return self._entries[name]

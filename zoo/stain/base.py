@@ -32,15 +32,8 @@ FALLBACK_NONE, FALLBACK_NO_TISSUE, FALLBACK_DEGENERATE = 0, 1, 2
 FALLBACK_NAMES = {FALLBACK_NONE: None, FALLBACK_NO_TISSUE: "no_tissue", FALLBACK_DEGENERATE: "degenerate"}
 
 
-def register(name: str):
-    def deco(cls):
-        cls.name = name
-        return _REGISTRY.add(name, cls)
-    return deco
-
-
-def available() -> list[str]:
-    return _REGISTRY.available()
+register = _REGISTRY.register  # @register("macenko") on a StainNormalizer subclass
+available = _REGISTRY.available
 
 
 def get_normalizer(name: str, **config) -> "StainNormalizer":

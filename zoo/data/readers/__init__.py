@@ -10,7 +10,7 @@ and importing it below.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any
 
 from zoo.data.sample import Sample
 from zoo.errors import DataError
@@ -19,16 +19,8 @@ from zoo.registry import Registry
 _REGISTRY = Registry("dataset")
 
 
-def register(name: str) -> Callable[[type], type]:
-    def deco(cls):
-        cls.name = name
-        return _REGISTRY.add(name, cls)
-
-    return deco
-
-
-def available() -> list[str]:
-    return _REGISTRY.available()
+register = _REGISTRY.register  # @register("tnbc") on a Reader subclass
+available = _REGISTRY.available
 
 
 def get_reader(name: str):
