@@ -50,6 +50,7 @@ def test_unknown_option_is_named():
     ("pangnet", "filters", 0, "must be an integer >= 1, got 0"),
     ("pangnet", "normalization", "zscore", "must be one of 'caffe', 'imagenet', 'none', got 'zscore'"),
     ("fcn8s", "width_multiplier", 0, r"must be a number in \(0.0, 1.0\], got 0"),
+    ("deconvnet", "bn_momentum", 1.0, r"must be a number in \[0.0, 1.0\), got 1.0"),
     ("fcn8s", "width_multiplier", 2.0, r"must be a number in \(0.0, 1.0\], got 2.0"),
     ("deconvnet", "encoder_weights", "weights.npz", "must be 'imagenet', null or a .h5 / .weights.h5 / .keras"),
     ("deconvnet", "encoder_weights", 3, "must be 'imagenet', null or a weights file path, got 3"),
