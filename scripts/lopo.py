@@ -91,12 +91,13 @@ def _config_of(out, model, fold):
 
 def table(args) -> None:
     rows = {}
+    only = {int(k) for k in args.folds.split(",")} if args.folds else set()
     for model in sorted(os.listdir(args.out)):
         folds = {}
         mdir = os.path.join(args.out, model)
         for f in sorted(os.listdir(mdir)):
             p = os.path.join(mdir, f, "evaluation.json")
-            if os.path.isfile(p) and (not args.folds or int(f[4:]) in {int(k) for k in args.folds.split(",")}):
+            if os.path.isfile(p) and (not only or int(f[4:]) in only):
                 folds[int(f[4:])] = json.load(open(p))["mean"]
         if folds:
             rows[model] = folds

@@ -139,7 +139,7 @@ def build(dataset: str, root: str, out: str, per_shard: int = 32, progress: bool
             except Exception as e:
                 raise DataError(reader.describe(item), f"failed to read ({type(e).__name__}: {e})") from None
             w.add(sample, rec)
-        return w.commit(dataset, os.path.abspath(root), options, reader.folds(), getattr(reader, "skipped", None))
+        return w.commit(dataset, os.path.abspath(root), options, reader.folds(), reader.skipped)
 
 
 def _commit(tmp: str, out: str) -> None:

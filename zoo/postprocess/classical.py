@@ -35,7 +35,6 @@ from scipy import ndimage
 
 from zoo.errors import ConfigError
 from zoo.postprocess.instances import label_components, relabel_sequential, remove_small
-from zoo.stain.reinhard import LALPHABETA_FROM_LOGLMS, LMS_FROM_RGB
 
 __all__ = ["HU_REINHARD_TARGET", "HuConfig", "ClassicalResult", "hu_postprocess", "hu_segment",
            "reinhard_lalphabeta",
@@ -143,10 +142,6 @@ def _check_rgb(image) -> np.ndarray:
     if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
         raise ConfigError(f"image must be (H, W, 3) uint8 RGB, got shape {a.shape} dtype {a.dtype}")
     return a
-
-
-# HistomicsTK's Ruderman l-alpha-beta space (Hu's target is in it): one definition, in zoo.stain.reinhard.
-_RGB2LMS, _LMS2LAB = LMS_FROM_RGB, LALPHABETA_FROM_LOGLMS
 
 
 @functools.lru_cache(maxsize=8)

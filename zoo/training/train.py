@@ -22,14 +22,12 @@ from zoo.training.config import ExperimentConfig
 from zoo.training.tracking import Tracker
 
 CKPT_DIR = "checkpoints"
+LAST = "last.keras"
+STATE = "state.json"
 
 
 class TrainingDiverged(ZooError):
     """The training loss became NaN or infinite."""
-
-
-LAST = "last.keras"
-STATE = "state.json"
 
 
 @dataclasses.dataclass

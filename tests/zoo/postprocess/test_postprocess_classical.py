@@ -61,7 +61,8 @@ def test_hu_config_rejects_bad_values():
 
 
 def test_reinhard_lalphabeta_hits_target_statistics():
-    from zoo.postprocess.classical import HU_REINHARD_TARGET, _LMS2LAB, _RGB2LMS, reinhard_lalphabeta
+    from zoo.postprocess.classical import HU_REINHARD_TARGET, reinhard_lalphabeta
+    from zoo.stain.reinhard import LALPHABETA_FROM_LOGLMS as _LMS2LAB, LMS_FROM_RGB as _RGB2LMS
 
     def stats(img):
         lab = np.log(img.astype(float).reshape(-1, 3) @ _RGB2LMS.T) @ _LMS2LAB.T

@@ -35,6 +35,8 @@ class Reader:
     class_names: tuple = ()
     #: a relative path that must exist under root for it to be this dataset (checked in __init__)
     marker: str = ""
+    #: (path, reason) of inputs the reader left out (the folder reader's unpaired files); stored in summary.json
+    skipped: tuple = ()
 
     def __init__(self, root: str, **options: Any):
         self.root = os.path.abspath(root)
