@@ -28,9 +28,11 @@ PAPER = {
     "fcn8s": {"accuracy": 0.958, "iu": 0.857, "recall": 0.855, "precision": 0.878, "f1": 0.866, "performance": 0.916},
     "ensemble": {"accuracy": 0.968, "iu": 0.861, "recall": 0.876, "precision": 0.851, "f1": 0.863, "performance": 0.928},
 }
-COLUMNS = [("accuracy", "pixel_accuracy"), ("iu", "pixel_jaccard"), ("recall", "pixel_recall"),
+# (column, evaluation key). Naylor et al.'s "IU" is the mean IU over background and nucleus (FCN's mean IU; see
+# zoo.metrics.pixel), so it sits beside our pixel_mean_iou; the nucleus-only Jaccard has no column in their table.
+COLUMNS = [("accuracy", "pixel_accuracy"), ("iu", "pixel_mean_iou"), ("recall", "pixel_recall"),
            ("precision", "pixel_precision"), ("f1", "pixel_dice"), ("performance", "pixel_performance"),
-           ("aji", "aji"), ("pq", "pq"), ("dq", "dq"), ("sq", "sq")]
+           ("nucleus jaccard", "pixel_jaccard"), ("aji", "aji"), ("pq", "pq"), ("dq", "dq"), ("sq", "sq")]
 
 
 def _fold_dir(out, model, fold):
@@ -105,9 +107,11 @@ def table(args) -> None:
     lines = ["| model | folds (left-out patients) | " + " | ".join(c for c, _ in COLUMNS) + " |",
              "|---|---|" + "---|" * len(COLUMNS)]
     for model, folds in rows.items():
-        mean = {k: sum(f[k] for f in folds.values()) / len(folds) for _, k in COLUMNS}
+        # an evaluation.json written before a metric existed (pixel_mean_iou) shows "n/a": re-run its evaluation
+        mean = {k: sum(f[k] for f in folds.values()) / len(folds) for _, k in COLUMNS
+                if all(k in f for f in folds.values())}
         lines.append(f"| **{model}** (ours) | {','.join(str(k) for k in sorted(folds))} | "
-                     + " | ".join(f"{mean[k]:.3f}" for _, k in COLUMNS) + " |")
+                     + " | ".join(f"{mean[k]:.3f}" if k in mean else "n/a" for _, k in COLUMNS) + " |")
         if model in PAPER:
             lines.append(f"| {model} (Naylor et al. Table 1) | all | "
                          + " | ".join(f"{PAPER[model][c]:.3f}" if c in PAPER[model] else "–" for c, _ in COLUMNS) + " |")
@@ -115,9 +119,9 @@ def table(args) -> None:
     print(text)
     print(f"(commit {commit})")
     if args.md:
-        with open(args.md + ".table.tmp", "w") as fh:
-            fh.write(text + "\n")
-        os.replace(args.md + ".table.tmp", args.md + ".table")
+        from zoo.atomic import write_text
+
+        write_text(args.md + ".table", text + "\n")
         print(f"wrote {args.md}.table (paste it into {args.md})")
 
 

@@ -1,8 +1,11 @@
 """Clustering and classification metrics for unsupervised nucleus typing.
 
-Hu et al. (IEEE TMI 2019, "Unsupervised learning for cell-level visual representation in histopathology images
-with generative adversarial networks", sec. IV-D): each cluster w_k is assigned the class argmax_j |w_k ∩ c_j|;
-then per-class precision / recall / F-score (eq. 13) averaged weighted by support, and purity / entropy (eq. 14).
+Hu et al. (IEEE Journal of Biomedical and Health Informatics (JBHI) 2019, "Unsupervised learning for cell-level
+visual representation in histopathology images with generative adversarial networks", sec. IV-D "Cell-level
+Clustering"): each cluster w_k is assigned the class argmax_j |w_k ∩ c_j|; then per-class precision / recall /
+F-score (eq. 13) averaged weighted by support, and purity / entropy (eq. 14). Entropies are in bits (log base 2) by
+default, as Hu et al.'s Table III is: its dataset B has 3 classes, so a natural-log entropy could not exceed
+ln 3 = 1.099, yet the table prints 1.561 (<= log2 3 = 1.585).
 Yuan & Suh (sec. 4.2.1): confusion matrix, per-class precision and sensitivity, F1 and accuracy.
 
 Inputs are 1-D integer arrays of equal length (one entry per nucleus): ``clusters`` (any ids) and ``classes`` (true
@@ -47,16 +50,16 @@ def purity(clusters, classes) -> float:
     return float(t.max(axis=1).sum() / n) if n else 1.0
 
 
-def entropy(clusters, classes, base: float = math.e) -> float:
-    """Clustering entropy (Zhao & Karypis 2001, the measure Hu et al. eq. 14 names): the size-weighted entropy of
-    the class distribution inside each cluster,
+def entropy(clusters, classes, base: float = 2.0) -> float:
+    """Clustering entropy (Zhao & Karypis 2001, the measure Hu et al. IEEE JBHI 2019 sec. IV-D eq. 14 names): the
+    size-weighted entropy of the class distribution inside each cluster,
 
-        E = sum_k (|w_k| / N) * ( - sum_j (n_kj / |w_k|) log(n_kj / |w_k|) ),
+        E = sum_k (|w_k| / N) * ( - sum_j (n_kj / |w_k|) log_base(n_kj / |w_k|) ),
 
-    unnormalised, natural log by default (Hu et al.'s Table III values, up to 1.56 with five clusters, are
-    unnormalised). Smaller is better; 0 for pure clusters and for N = 0. Eq. 14 as printed in the paper drops the
-    class term (see ``entropy_eq14_as_printed``), which cannot be what was measured: it does not depend on the
-    classes at all."""
+    unnormalised, in bits by default (``base=2``): Hu et al.'s Table III values are (1.561 for 3 classes is above
+    ln 3 = 1.099 but below log2 3 = 1.585). ``base=math.e`` gives nats. Smaller is better; 0 for pure clusters
+    and for N = 0. Eq. 14 as printed in the paper drops the class term (see ``entropy_eq14_as_printed``), which
+    cannot be what was measured: it does not depend on the classes at all."""
     t, _, _ = contingency(clusters, classes)
     n = t.sum()
     if n == 0:
@@ -68,9 +71,9 @@ def entropy(clusters, classes, base: float = math.e) -> float:
     return float((size.ravel() / n * h).sum() / math.log(base))
 
 
-def entropy_eq14_as_printed(clusters, base: float = math.e) -> float:
-    """Hu et al. eq. 14 exactly as printed: -(1/N) sum_k |w_k| log(|w_k| / N), the entropy of the cluster sizes
-    (independent of the classes). Kept to make the difference with ``entropy`` explicit. 0 for N = 0."""
+def entropy_eq14_as_printed(clusters, base: float = 2.0) -> float:
+    """Hu et al. (IEEE JBHI 2019) sec. IV-D eq. 14 exactly as printed: -(1/N) sum_k |w_k| log_base(|w_k| / N),
+    the entropy of the cluster sizes (independent of the classes), in bits by default. Kept to make the difference with ``entropy`` explicit. 0 for N = 0."""
     a = np.asarray(clusters).ravel()
     if a.size == 0:
         return 0.0
@@ -130,9 +133,9 @@ def cluster_fscore(clusters, classes) -> float:
     return clustering_report(a, b)["f1_weighted"]
 
 
-def clustering_report(clusters, classes) -> dict:
-    """Everything of Hu et al. Table III and Yuan & Suh sec. 4.2.1 for one clustering: ``purity``, ``entropy``,
-    ``mapping`` (cluster -> class), and the ``classification_report`` keys of the mapped predictions (``f1_weighted``
+def clustering_report(clusters, classes, base: float = 2.0) -> dict:
+    """Everything of Hu et al. Table III and Yuan & Suh sec. 4.2.1 for one clustering: ``purity``, ``entropy`` (in
+    log ``base``, bits by default as Table III), ``mapping`` (cluster -> class), and the ``classification_report`` keys of the mapped predictions (``f1_weighted``
     is Hu et al.'s F-score; ``accuracy``, per-class ``precision``/``sensitivity``/``f1`` are Yuan & Suh's table)."""
     a, b = _pair(clusters, classes)
     t, ka, kb = contingency(a, b)
@@ -143,6 +146,6 @@ def clustering_report(clusters, classes) -> dict:
         pred = b
     rep = classification_report(b, pred, labels=kb)
     n = t.sum()
-    rep.update({"purity": float(t.max(axis=1).sum() / n) if n else 1.0, "entropy": entropy(a, b),
+    rep.update({"purity": float(t.max(axis=1).sum() / n) if n else 1.0, "entropy": entropy(a, b, base),
                 "mapping": mapping})
     return rep

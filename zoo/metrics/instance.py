@@ -1,9 +1,9 @@
 """Instance-level segmentation metrics: AJI, AJI+, panoptic quality (PQ = DQ x SQ), per-class PQ / mPQ, and Hu et
 al.'s segmentation IoU / F-score.
 
-Every metric here is computed from one table of overlaps (``overlap(gt, pred)``): the pixel count of every
-(ground-truth id, predicted id) pair that meets, read off in one ``np.bincount`` over ``gt * K + pred`` (or
-``np.unique`` when the ids are too large for a dense table), plus the area of every instance. Intersection, union
+Every metric here is computed from one table of overlaps (``overlap(gt, pred)``, defined in zoo.metrics.labels):
+the pixel count of every (ground-truth id, predicted id) pair that meets, read off in one ``np.bincount`` over
+``gt * K + pred`` (or ``np.unique`` when the ids are too large for a dense table), plus the area of every instance. Intersection, union
 and IoU of all touching pairs follow at once; no mask is ever built per instance.
 
 Label maps: 2-D (or any-D) non-negative integer arrays of the same shape, 0 = background. Ids need not be
@@ -19,141 +19,13 @@ pooling counts instead of averaging per-image ratios.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Mapping, Optional
-
 import numpy as np
 
-from zoo.errors import DataError
+from zoo.metrics.labels import (Overlap, _as_labels, _first_per_group, _get_overlap, instance_classes,  # noqa: F401
+                                overlap, remap_label)
 
 __all__ = ["Overlap", "overlap", "remap_label", "aji", "aji_plus", "pq", "pq_stats", "per_class_pq", "hu_segmentation",
-           "instance_metrics", "segmentation_report", "instance_classes"]
-
-# a dense (n_gt + 1) x (n_pred + 1) bincount table is used up to this many cells, np.unique above it
-_DENSE_LIMIT = 1 << 24
-
-
-def _as_labels(a, name: str) -> np.ndarray:
-    a = np.asarray(a)
-    if a.dtype == bool:
-        return a.astype(np.uint8)
-    if not np.issubdtype(a.dtype, np.integer):
-        if np.issubdtype(a.dtype, np.floating) and a.size and np.all(np.mod(a, 1) == 0):
-            a = a.astype(np.int64)
-        else:
-            raise DataError(name, f"a label map must hold integers, got dtype {a.dtype}")
-    if a.size and a.min() < 0:
-        raise DataError(name, "a label map must not hold negative ids")
-    return a
-
-
-def _ids_and_areas(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
-    """Sorted non-zero ids, their pixel counts, and (when ids are small enough for a lookup table) a table
-    ``lut`` with ``lut[id] = index + 1`` (0 for background / absent ids)."""
-    if flat.size == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(1, np.int64)
-    top = int(flat.max())
-    if top <= 4 * flat.size + 65536:
-        counts = np.bincount(flat)
-        ids = np.flatnonzero(counts[1:]) + 1
-        lut = np.zeros(top + 1, np.int64)
-        lut[ids] = np.arange(1, ids.size + 1)
-        return ids.astype(np.int64), counts[ids].astype(np.int64), lut
-    ids, counts = np.unique(flat, return_counts=True)
-    keep = ids > 0
-    return ids[keep].astype(np.int64), counts[keep].astype(np.int64), None
-
-
-def _index(flat: np.ndarray, ids: np.ndarray, lut: Optional[np.ndarray]) -> np.ndarray:
-    """Map raw ids to 1-based consecutive indices (0 stays background)."""
-    if lut is not None:
-        return lut[flat]
-    return np.searchsorted(ids, flat) + 1 - (flat == 0)  # ids are sorted and exclude 0; background -> 0
-
-
-@dataclasses.dataclass(frozen=True)
-class Overlap:
-    """All (gt, pred) overlaps of two label maps.
-
-    gt_ids, pred_ids: the original non-zero ids, sorted; gt_area, pred_area: their pixel counts.
-    pair_gt, pair_pred: indices (into gt_ids / pred_ids) of every pair that shares at least one pixel;
-    inter: the shared pixel count of each pair. union and iou follow.
-    """
-
-    gt_ids: np.ndarray
-    pred_ids: np.ndarray
-    gt_area: np.ndarray
-    pred_area: np.ndarray
-    pair_gt: np.ndarray
-    pair_pred: np.ndarray
-    inter: np.ndarray
-
-    @property
-    def n_gt(self) -> int:
-        return int(self.gt_ids.size)
-
-    @property
-    def n_pred(self) -> int:
-        return int(self.pred_ids.size)
-
-    @property
-    def union(self) -> np.ndarray:
-        return self.gt_area[self.pair_gt] + self.pred_area[self.pair_pred] - self.inter
-
-    @property
-    def iou(self) -> np.ndarray:
-        return self.inter / self.union
-
-
-def overlap(gt, pred) -> Overlap:
-    """The contingency table of two label maps, read in one pass: ``bincount(g * (n_pred + 1) + p)`` over the
-    pixels where both are foreground (g, p = consecutive indices of the ids), or ``np.unique`` of the same keys
-    when the dense table would exceed 2**24 cells."""
-    g = _as_labels(gt, "gt")
-    p = _as_labels(pred, "pred")
-    if g.shape != p.shape:
-        raise DataError("pred", f"label map shape {p.shape} differs from the ground truth's {g.shape}")
-    gf = g.ravel()
-    pf = p.ravel()
-    gids, garea, glut = _ids_and_areas(gf)
-    pids, parea, plut = _ids_and_areas(pf)
-    both = (gf > 0) & (pf > 0)
-    gi = _index(gf[both], gids, glut)
-    pi = _index(pf[both], pids, plut)
-    width = pids.size + 1
-    keys = gi.astype(np.int64) * width + pi
-    cells = (gids.size + 1) * width
-    if cells <= _DENSE_LIMIT:
-        counts = np.bincount(keys, minlength=cells)
-        nz = np.flatnonzero(counts)
-        inter = counts[nz]
-    else:
-        nz, inter = np.unique(keys, return_counts=True)
-    return Overlap(gids, pids, garea, parea, (nz // width - 1).astype(np.int64), (nz % width - 1).astype(np.int64),
-                   inter.astype(np.int64))
-
-
-def remap_label(labels) -> np.ndarray:
-    """Renumber a label map's ids to 1..n in increasing order of the original id (0 stays 0), vectorised."""
-    a = _as_labels(labels, "labels")
-    flat = a.ravel()
-    ids, _, lut = _ids_and_areas(flat)
-    return _index(flat, ids, lut).reshape(a.shape).astype(np.int32)
-
-
-def _get_overlap(gt, pred) -> Overlap:
-    return gt if isinstance(gt, Overlap) else overlap(gt, pred)
-
-
-def _first_per_group(group: np.ndarray, *keys_desc: np.ndarray, tie: np.ndarray) -> np.ndarray:
-    """Row index of the best row per value of ``group``: largest ``keys_desc[0]``, then ``keys_desc[1]``...,
-    then smallest ``tie``."""
-    order = np.lexsort((tie,) + tuple(-k for k in reversed(keys_desc)) + (group,))
-    g = group[order]
-    first = np.ones(g.size, bool)
-    first[1:] = g[1:] != g[:-1]
-    return order[first]
-
+           "instance_metrics", "instance_metrics_from_overlap", "instance_classes"]
 
 def _max_iou_matching(ov: Overlap, min_iou: float = 0.0) -> np.ndarray:
     """A one-to-one matching of touching pairs that maximises the summed IoU (Munkres / Hungarian,
@@ -269,47 +141,6 @@ def pq(gt, pred=None, match_iou: float = 0.5) -> dict:
     return {"pq": q, "dq": d, "sq": sq, "tp": s["tp"], "fp": s["fp"], "fn": s["fn"], "sum_iou": s["sum_iou"]}
 
 
-def instance_classes(classes, ids: np.ndarray, labels: Optional[np.ndarray] = None, name: str = "classes"):
-    """The class of each id in ``ids`` from one of: a mapping ``{id: class}``; a ``(ids, classes)`` pair of
-    sequences (the record schema's label/instance_ids + label/instance_classes); a 1-D array indexed by id
-    (``classes[id]``); or a per-pixel class map of the label map's shape (each instance takes its majority class,
-    ties to the smaller class; class 0 is background / unknown). Missing ids get class 0."""
-    ids = np.asarray(ids, np.int64)
-    if isinstance(classes, Mapping):
-        return np.array([int(classes.get(int(i), 0)) for i in ids.tolist()], np.int64)
-    if isinstance(classes, tuple) and len(classes) == 2:
-        cid = np.asarray(classes[0], np.int64).ravel()
-        ccl = np.asarray(classes[1], np.int64).ravel()
-        if cid.size != ccl.size:
-            raise DataError(name, f"{cid.size} instance ids but {ccl.size} classes")
-        out = np.zeros(ids.size, np.int64)
-        if cid.size:
-            order = np.argsort(cid)
-            cid, ccl = cid[order], ccl[order]
-            pos = np.minimum(np.searchsorted(cid, ids), cid.size - 1)
-            hit = cid[pos] == ids
-            out[hit] = ccl[pos[hit]]
-        return out
-    arr = np.asarray(classes)
-    if labels is not None and arr.shape == np.shape(labels) and arr.ndim >= 2:
-        lab = _as_labels(labels, name).ravel()
-        cm = _as_labels(arr, name).ravel()
-        fg = lab > 0
-        if ids.size == 0:
-            return np.zeros(0, np.int64)
-        idx = np.searchsorted(ids, lab[fg])
-        ncls = int(cm.max()) + 1 if cm.size else 1
-        table = np.bincount(idx * ncls + cm[fg], minlength=ids.size * ncls).reshape(ids.size, ncls)
-        return table.argmax(axis=1).astype(np.int64)
-    if arr.ndim == 1:
-        out = np.zeros(ids.size, np.int64)
-        ok = ids < arr.size
-        out[ok] = arr[ids[ok]]
-        return out
-    raise DataError(name, "classes must be a {id: class} mapping, an (ids, classes) pair, a 1-D array indexed by "
-                          f"id, or a class map of the label map's shape; got an array of shape {arr.shape}")
-
-
 def per_class_pq(gt, pred, gt_classes, pred_classes, match_iou: float = 0.5, classes=None) -> dict:
     """Per-class PQ and the multi-class mPQ -- Graham et al. (HoVer-Net) sec. 4.1 / Table 4: for each nucleus type
     t, PQ_t is PQ between the gt instances of type t and the predicted instances of type t; mPQ is the mean of PQ_t
@@ -347,10 +178,11 @@ def per_class_pq(gt, pred, gt_classes, pred_classes, match_iou: float = 0.5, cla
 
 
 def hu_segmentation(gt, pred=None) -> dict:
-    """Segmentation IoU and F-score of Hu et al. (IEEE TMI 2019, "Unsupervised learning for cell-level visual
-    representation", sec. IV-E, Evaluation, with eq. 13): a predicted instance I is matched with a gt nucleus G
-    only if |I ∩ G| > 0.5 |G| (so each G has at most one match). Over matched pairs the shared pixels are TP; every
-    other predicted pixel is FP, every other gt pixel is FN. IoU = TP / (TP + FP + FN), F = 2TP / (2TP + FP + FN)
+    """Segmentation IoU and F-score of Hu et al. (IEEE JBHI 2019, "Unsupervised learning for cell-level visual
+    representation in histopathology images with generative adversarial networks", sec. IV-D, Evaluation, with
+    eq. 13): a predicted instance I is matched with a gt nucleus G only if |I ∩ G| > 0.5 |G| (so each G has at
+    most one match). Over matched pairs the shared pixels are TP; every other predicted pixel is FP, every other
+    gt pixel is FN. IoU = TP / (TP + FP + FN), F = 2TP / (2TP + FP + FN)
     (= 2PR / (P + R) of eq. 13). Returns ``{"iou", "fscore", "precision", "recall", "tp", "fp", "fn"}`` (pixel
     counts). Both maps empty: every ratio 1.0."""
     ov = _get_overlap(gt, pred)
@@ -370,48 +202,6 @@ def instance_metrics(gt, pred, match_iou: float = 0.5) -> dict:
     ``aji_c, aji_u`` (AJI's aggregated intersection and union, for pooling over images), ``hu_iou, hu_fscore``,
     ``n_gt, n_pred``. Definitions and empty-map values: see ``aji``, ``aji_plus``, ``pq``, ``hu_segmentation``."""
     return instance_metrics_from_overlap(overlap(gt, pred), match_iou)
-
-
-def segmentation_report(gt_instances, pred_instances, gt_classes=None, pred_classes=None,
-                        hausdorff: bool = True) -> dict:
-    """Pixel, object and instance metrics of one image in one flat dict (the evaluation core's entry point).
-
-    Keys (all scalars):
-      pixel level (zoo.metrics.pixel, foreground = id > 0): ``pixel_accuracy, pixel_precision, pixel_recall,
-        pixel_specificity, pixel_dice`` (= pixel F1, the "Dice" of nuclei papers), ``pixel_jaccard`` (IU),
-        ``pixel_performance`` (Naylor's (TPR + TNR) / 2);
-      object level (zoo.metrics.object, Qu et al. / GlaS): ``det_precision, det_recall, det_f1, det_tp, det_fp,
-        det_fn`` (> 50 % of a gt nucleus covered), ``obj_dice``, ``obj_hausdorff`` (omitted when
-        ``hausdorff=False``);
-      instance level (this module): ``aji, aji_plus, pq, dq, sq, pq_tp, pq_fp, pq_fn, pq_sum_iou, aji_c, aji_u,
-        hu_iou, hu_fscore, n_gt, n_pred``;
-      with both ``gt_classes`` and ``pred_classes`` (formats: ``instance_classes``): ``cls_accuracy`` (Qu: accuracy
-        over detection true positives, NaN when there is none), ``cls_tp``, ``mpq`` and ``pq_class_<t>`` per type.
-    """
-    from zoo.metrics import object as obj
-    from zoo.metrics.pixel import pixel_metrics
-
-    ov = overlap(gt_instances, pred_instances)
-    out = {}
-    px = pixel_metrics(gt_instances, pred_instances)
-    for k in ("accuracy", "precision", "recall", "specificity", "dice", "jaccard", "performance"):
-        out[f"pixel_{k}"] = px[k]
-    det = obj.detection_f1(ov)
-    out.update({"det_precision": det["precision"], "det_recall": det["recall"], "det_f1": det["f1"],
-                "det_tp": det["tp"], "det_fp": det["fp"], "det_fn": det["fn"]})
-    out["obj_dice"] = obj.object_dice(ov)
-    if hausdorff:
-        out["obj_hausdorff"] = obj.object_hausdorff(gt_instances, pred_instances, overlap_table=ov)
-    out.update(instance_metrics_from_overlap(ov))
-    if gt_classes is not None and pred_classes is not None:
-        ca = obj.classification_accuracy(gt_instances, pred_instances, gt_classes, pred_classes, overlap_table=ov)
-        out["cls_accuracy"] = ca["accuracy"]
-        out["cls_tp"] = ca["tp"]
-        pc = per_class_pq(gt_instances, pred_instances, gt_classes, pred_classes)
-        out["mpq"] = pc["mpq"]
-        for t, v in pc["per_class"].items():
-            out[f"pq_class_{t}"] = v["pq"]
-    return out
 
 
 def instance_metrics_from_overlap(ov: Overlap, match_iou: float = 0.5) -> dict:

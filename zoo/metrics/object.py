@@ -5,7 +5,7 @@ classification accuracy over the detected (true-positive) nuclei.
 
 Objects are the instances of the given label maps (ids > 0, any numbering); the GlaS / Qu code relabels binary masks
 into connected components first -- pass such maps if that is wanted. Overlaps come from one contingency table
-(``zoo.metrics.instance.overlap``).
+(``zoo.metrics.labels.overlap``).
 
 Conventions for empty maps (no raise): both maps empty -> F1 = Dice = 1, Hausdorff = 0; objects on one side only
 -> F1 = Dice = 0 and Hausdorff = the image diagonal (the largest distance the frame allows; the Qu/GlaS code uses a
@@ -19,7 +19,7 @@ from typing import Optional
 
 import numpy as np
 
-from zoo.metrics.instance import Overlap, _as_labels, _first_per_group, instance_classes, overlap
+from zoo.metrics.labels import Overlap, _as_labels, _first_per_group, instance_classes, overlap, remap_label
 
 __all__ = ["detection_f1", "object_dice", "object_hausdorff", "hausdorff_distance", "classification_accuracy"]
 
@@ -145,8 +145,6 @@ def object_hausdorff(gt, pred, overlap_table: Optional[Overlap] = None) -> float
         return 0.0
     if ov.n_gt == 0 or ov.n_pred == 0:
         return float(math.sqrt(sum(s * s for s in g.shape)))
-    from zoo.metrics.instance import remap_label
-
     gl = remap_label(g)
     pl = remap_label(p)
     gbox = _boxes(gl, ov.n_gt)
@@ -198,7 +196,7 @@ def classification_accuracy(gt, pred, gt_classes, pred_classes, overlap_table: O
     """Fine-grained classification accuracy over true positives -- Qu et al. sec. 3.1: "we only consider the
     accuracy in true positives instead of all ground-truth nuclei". The TPs are the detection pairs of
     ``detection_f1`` (prediction covering > 50 % of a gt nucleus); accuracy = #(pred class == gt class) / #TP.
-    Classes in any format of ``zoo.metrics.instance.instance_classes``.
+    Classes in any format of ``zoo.metrics.labels.instance_classes``.
 
     Returns ``{"accuracy", "correct", "tp"}``; accuracy is NaN when there is no TP (undefined; pool ``correct`` and
     ``tp`` over images instead)."""

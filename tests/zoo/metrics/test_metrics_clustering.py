@@ -14,13 +14,27 @@ CLASSES = np.array([1, 1, 2, 2, 2, 3])
 
 def test_purity_and_entropy():
     assert cm.purity(CLUSTERS, CLASSES) == pytest.approx(5 / 6)          # (2 + 2 + 1) / 6
-    h0 = -(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3))           # cluster 0; clusters 1, 2 are pure
-    assert cm.entropy(CLUSTERS, CLASSES) == pytest.approx(3 / 6 * h0)   # = 0.3183
-    assert cm.entropy(CLUSTERS, CLASSES, base=2) == pytest.approx(3 / 6 * h0 / math.log(2))
-    # eq. 14 as printed: entropy of the cluster sizes 3, 2, 1
-    assert cm.entropy_eq14_as_printed(CLUSTERS) == pytest.approx(
-        -(0.5 * math.log(0.5) + 1 / 3 * math.log(1 / 3) + 1 / 6 * math.log(1 / 6)))
+    # cluster 0 holds classes (1, 1, 2): H0 = -(2/3 log2 2/3 + 1/3 log2 1/3) = 0.918296 bits; clusters 1, 2 are pure
+    # weighted by size: 3/6 * 0.918296 = 0.459148 bits (the default, as Hu et al.'s Table III) = 0.318257 nats
+    assert cm.entropy(CLUSTERS, CLASSES) == pytest.approx(0.459148, abs=1e-6)
+    assert cm.entropy(CLUSTERS, CLASSES, base=2) == pytest.approx(0.459148, abs=1e-6)
+    assert cm.entropy(CLUSTERS, CLASSES, base=math.e) == pytest.approx(0.318257, abs=1e-6)
+    # eq. 14 as printed: entropy of the cluster sizes 3, 2, 1 = 0.5 + 0.528321 + 0.430827 = 1.459148 bits
+    assert cm.entropy_eq14_as_printed(CLUSTERS) == pytest.approx(1.459148, abs=1e-6)
+    assert cm.entropy_eq14_as_printed(CLUSTERS, base=math.e) == pytest.approx(1.011404, abs=1e-6)
     assert cm.entropy(CLUSTERS, CLUSTERS) == 0.0 and cm.purity(CLUSTERS, CLUSTERS) == 1.0
+    assert cm.clustering_report(CLUSTERS, CLASSES)["entropy"] == pytest.approx(0.459148, abs=1e-6)
+
+
+def test_entropy_in_bits_fits_hu_table_iii():
+    """Dataset B of Hu et al.'s Table III has 3 classes and prints entropy 1.561 (MF+k-means): above the natural-log
+    ceiling ln 3 = 1.0986, below the base-2 ceiling log2 3 = 1.585 -- so the table is in bits. The ceiling is reached
+    by clusters that each hold the 3 classes equally."""
+    clusters = np.repeat([0, 1, 2, 3, 4], 3)
+    classes = np.tile([1, 2, 3], 5)
+    assert cm.entropy(clusters, classes) == pytest.approx(1.584963, abs=1e-6)
+    nats = cm.entropy(clusters, classes, base=math.e)
+    assert nats == pytest.approx(1.098612, abs=1e-6) and nats < 1.561 < cm.entropy(clusters, classes)
 
 
 def test_majority_mapping_and_fscore():

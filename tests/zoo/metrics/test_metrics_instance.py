@@ -102,6 +102,32 @@ def test_class_formats_agree():
     assert im.instance_classes(cmap, ids, GT_B).tolist() == expect
 
 
+def test_majority_class_ignores_untyped_and_contour_pixels():
+    """Instance 1 is a 5x5 nucleus: a 3x3 core of type 2 (9 px) inside an untyped rim (16 px of class 0);
+    instance 2 (1x4) has 2 px of type 1, 1 px of type 3 and 1 px of the contour class 4; instance 3 has no typed
+    pixel at all. Votes counting class 0 would give [0, 1, 0]; ignoring 0 gives [2, 1, 0]; 4 also ignored: the same
+    here, but with 3 contour px instance 2 would be voted 4 unless 4 is ignored."""
+    lab = np.zeros((7, 12), np.int32)
+    lab[1:6, 1:6] = 1
+    lab[1, 8:12] = 2
+    lab[4:6, 8:10] = 3
+    cls = np.zeros_like(lab)
+    cls[2:5, 2:5] = 2
+    cls[1, 8:12] = [1, 1, 3, 4]
+    ids = np.array([1, 2, 3])
+    assert im.instance_classes(cls, ids, lab).tolist() == [2, 1, 0]
+    assert im.instance_classes(cls, ids, lab, ignore=(4,)).tolist() == [2, 1, 0]
+    cls[1, 8:12] = [1, 4, 4, 4]  # now 1 px of type 1, 3 px of contour
+    assert im.instance_classes(cls, ids, lab).tolist() == [2, 4, 0]
+    assert im.instance_classes(cls, ids, lab, ignore=[4]).tolist() == [2, 1, 0]
+    # ties go to the smaller type; a class-map pixel outside any instance never votes
+    cls[1, 8:12] = [3, 3, 1, 1]
+    cls[0, 0] = 5
+    assert im.instance_classes(cls, ids, lab).tolist() == [2, 1, 0]
+    # only the ids asked for: instance 2 alone
+    assert im.instance_classes(cls, np.array([2]), lab).tolist() == [1]
+
+
 def test_empty_maps_never_raise():
     e = np.zeros((5, 5), int)
     m = im.instance_metrics(e, e)            # nothing to find, nothing found: perfect
@@ -133,9 +159,14 @@ def test_bad_label_maps_raise_project_error():
 
 
 def test_segmentation_report_has_every_level():
-    r = im.segmentation_report(GT_B, PR_B, {3: 1, 8: 2}, {100: 1, 200: 2, 300: 1})
+    from zoo.metrics import segmentation_report
+
+    r = segmentation_report(GT_B, PR_B, {3: 1, 8: 2}, {100: 1, 200: 2, 300: 1})
     # pixel: TP 14, FP 4, FN 6 -> Dice 28 / 38
     assert r["pixel_dice"] == pytest.approx(28 / 38)
+    # mean IU: nucleus 14 / 24, background TN / (TN + FP + FN) = 40 / 50 -> (0.583333 + 0.8) / 2 = 0.691667
+    assert r["pixel_mean_iou"] == pytest.approx(0.691667, abs=1e-6)
+    assert r["pixel_jaccard"] == pytest.approx(14 / 24)
     assert r["aji"] == pytest.approx(14 / 24) and r["pq"] == pytest.approx(0.3) and r["mpq"] == pytest.approx(0.25)
     # detection: 100 covers 12/16 of nucleus 3 -> TP; 200 covers 2/4 (not > 50 %) -> FP; 300 FP -> F1 = 2/5
     assert r["det_f1"] == pytest.approx(2 / 5) and r["cls_accuracy"] == 1.0 and r["cls_tp"] == 1

@@ -25,6 +25,42 @@ def test_counts_and_each_definition():
     assert pixel.performance(GT, PRED) == pytest.approx((0.5 + 10 / 12) / 2)  # (TPR + TNR) / 2 = 0.6667
 
 
+def test_mean_iou_by_hand():
+    """Long et al.'s mean IU over (background, nucleus) = Naylor et al.'s Table 1 "IU".
+    Nucleus IU = TP / (TP + FP + FN) = 2 / 6; background IU = TN / (TN + FN + FP) = 10 / 14;
+    mean = (1/3 + 5/7) / 2 = 11/21 = 0.523810."""
+    assert pixel.mean_iou(GT, PRED) == pytest.approx(11 / 21)
+    assert pixel.pixel_metrics(GT, PRED)["mean_iou"] == pytest.approx(0.523810, abs=1e-6)
+    # 2x3 map: gt = top-left 1x2, pred = left column: TP 1, FP 1, FN 1, TN 3 -> (1/3 + 3/5) / 2 = 7/15
+    g = np.array([[1, 1, 0], [0, 0, 0]])
+    p = np.array([[1, 0, 0], [1, 0, 0]])
+    assert pixel.mean_iou(g, p) == pytest.approx(7 / 15)
+    # all background, predicted all background: both class IUs 0/0 = 1
+    z = np.zeros((2, 2), int)
+    assert pixel.mean_iou(z, z) == 1.0
+    # perfect on a map with both classes, and the symmetric case of swapped roles
+    assert pixel.mean_iou(g, g) == 1.0 and pixel.mean_iou(g, 1 - g) == 0.0
+
+
+def test_naylor_table_1_iu_is_the_mean_iu_not_the_nucleus_jaccard():
+    """Rebuild pixel fractions (TP, FP, FN, TN) of Naylor et al.'s FCN row from its own recall 0.855, precision
+    0.878 and accuracy 0.958: the mean IU comes out at the printed IU 0.857, the nucleus Jaccard far below."""
+    r, pr, acc = 0.855, 0.878, 0.958
+    fg = (1 - acc) / ((1 - r) + r * (1 - pr) / pr)          # nucleus fraction that makes the accuracy right
+    tp = r * fg
+    fn, fp = fg - tp, tp * (1 - pr) / pr
+    n = 10 ** 6                                             # as counts of a 10^6-pixel image
+    gt = np.zeros(n, np.uint8)
+    pred = np.zeros(n, np.uint8)
+    ntp, nfn, nfp = round(tp * n), round(fn * n), round(fp * n)
+    gt[:ntp + nfn] = 1
+    pred[:ntp] = 1
+    pred[ntp + nfn:ntp + nfn + nfp] = 1
+    assert pixel.accuracy(gt, pred) == pytest.approx(acc, abs=1e-5)
+    assert pixel.mean_iou(gt, pred) == pytest.approx(0.857, abs=0.002)
+    assert pixel.jaccard(gt, pred) == pytest.approx(0.764, abs=0.002)
+
+
 def test_pixel_metrics_dict_matches_functions():
     m = pixel.pixel_metrics(GT, PRED)
     assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (2, 2, 2, 10)
