@@ -6,8 +6,10 @@ gRPC limits messages to 4 MiB by default; a 1000x1000 tile's float probabilities
 client raises both limits to ``max_message_bytes`` (256 MiB by default). tensorflow_model_server accepts
 messages up to 2 GiB; serving.local_server up to its own ``max_message_bytes``.
 
-``predict_files`` is what ``histozoo predict`` runs: one request per image, probability and instance PNGs and a
-summary.json written atomically.
+``predict_files`` is what ``histozoo predict`` runs: the served model's spec is read once (``served_spec``), then each
+image goes through ``zoo.inference.predict`` with the server as its probability function (``ServedForward``): one
+request per image, the spec's post-processing on this side, probability and instance PNGs and a summary.json written
+atomically.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Iterable, Sequence
 import grpc
 import numpy as np
 
+from zoo import atomic
 from zoo.errors import ZooError
 
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
@@ -70,6 +73,21 @@ def to_ndarray(tp) -> np.ndarray:
     return tf.make_ndarray(tp)
 
 
+def unreachable(address: str, detail: str | None = None) -> str:
+    """The one-line message for a server that cannot be reached: says so and names the address (a connection
+    refused, reset or timed out all mean the same to a user: nothing is serving there)."""
+    return (f"server unreachable at {address} ({detail or 'nothing answered'}; is it running, and is the "
+            "address right?)")
+
+
+def _connect_failure(details: str) -> bool:
+    """Whether a gRPC UNAVAILABLE's details say the channel never connected (rather than a server's own
+    UNAVAILABLE answer)."""
+    d = details.lower()
+    return any(w in d for w in ("failed to connect", "connection refused", "connect failed", "unreachable",
+                                "name resolution", "dns resolution", "socket closed", "connection reset"))
+
+
 def _backoff(attempt: int, base: float) -> float:
     return base * (2 ** attempt) * (0.5 + random.random() / 2)
 
@@ -101,6 +119,8 @@ class PredictClient:
                 if code in RETRY_CODES and attempt < self.retries:
                     time.sleep(_backoff(attempt, self.backoff))
                     continue
+                if code == grpc.StatusCode.UNAVAILABLE and _connect_failure(e.details() or ""):
+                    raise ServingError(self.target, code.name, unreachable(self.target)) from None
                 raise ServingError(self.target, code.name, (e.details() or "").splitlines()[0] if e.details()
                                    else code.name) from None
 
@@ -212,7 +232,9 @@ class RestClient:
                 if attempt < self.retries:
                     time.sleep(_backoff(attempt, self.backoff))
                     continue
-                raise ServingError(self.base_url, "UNAVAILABLE", str(getattr(e, "reason", e))) from None
+                timed_out = isinstance(getattr(e, "reason", e), TimeoutError)
+                detail = f"no answer within {self.timeout:g} s" if timed_out else None
+                raise ServingError(self.base_url, "UNAVAILABLE", unreachable(self.base_url, detail)) from None
 
     def predict(self, model: str, inputs: dict, *, signature: str = "serving_default", version: int | None = None,
                 label: str | None = None) -> dict:
@@ -235,19 +257,6 @@ class RestClient:
 
 
 # ------------------------------------------------------------------------------------------ files in, PNGs out
-def _write_png_atomic(path: str, arr: np.ndarray) -> None:
-    from PIL import Image
-
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        Image.fromarray(arr).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def probability_png(probs: np.ndarray) -> np.ndarray:
     """[H, W, C] probabilities -> uint8 PNG array: P(class 1) as grey for C == 2, the three classes as RGB for
     C == 3 (R background, G interior, B boundary), P(class 1) as grey otherwise."""
@@ -255,59 +264,119 @@ def probability_png(probs: np.ndarray) -> np.ndarray:
     return np.round(np.clip(p, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def predict_files(client, model: str, paths: Iterable[str], out_dir: str, *, signature: str = "predict_bytes",
-                  version: int | None = None, label: str | None = None, progress: bool = True) -> dict:
-    """Predict every image file (one request each) and write ``<stem>_prob.png`` (see ``probability_png``),
-    ``<stem>_instances.png`` (uint16 instance map) and ``summary.json`` (instances per image) into ``out_dir``.
+def served_spec(client, model: str, *, version: int | None = None, label: str | None = None):
+    """The InferenceSpec of a served model, from its ``histozoo_spec`` signature (``serving.export``)."""
+    from serving.export import SPEC_SIGNATURE
+    from zoo.inference import InferenceSpec
 
-    ``client`` is a PredictClient or RestClient; ``signature`` picks the input form: predict_bytes sends the file's
-    bytes as they are, predict_images / serving_default decode the image here first.
+    try:
+        out = client.predict(model, {"unused": np.zeros([1], np.int32)}, signature=SPEC_SIGNATURE, version=version,
+                             label=label)
+    except ServingError as e:
+        raise ServingError(e.target, e.code, f"model {model!r} serves no inference spec ({e.message}); export it "
+                                             "with this histozoo version") from None
+    raw = np.asarray(out["spec"]).reshape(-1)[0]
+    raw = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return InferenceSpec.from_dict(json.loads(raw), f"{model} ({SPEC_SIGNATURE} signature)")
+
+
+class ServedForward:
+    """A served model as ``zoo.inference.predict``'s probability function: uint8 [B, H, W, 3] at the model's
+    resolution -> probabilities [B, H, W, C], over ``signature`` (predict_images sends uint8, serving_default floats
+    in [0, 1], predict_bytes PNG-encoded images). ``last`` keeps the last response (e.g. the in-graph instances)."""
+
+    is_forward = True
+
+    def __init__(self, client, model: str, *, signature: str = "predict_images", version: int | None = None,
+                 label: str | None = None):
+        from zoo.errors import ConfigError
+
+        if signature not in ("predict_images", "serving_default", "predict_bytes"):
+            raise ConfigError(f"signature {signature!r}: expected predict_images, serving_default or predict_bytes")
+        self.client, self.model, self.signature = client, model, signature
+        self.version, self.label, self.last = version, label, None
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images, np.uint8)
+        if self.signature == "predict_images":
+            value = images
+        elif self.signature == "serving_default":
+            value = images.astype(np.float32) / 255.0
+        else:
+            import io
+
+            from PIL import Image
+
+            blobs = []
+            for im in images:
+                buf = io.BytesIO()
+                Image.fromarray(im).save(buf, format="PNG", compress_level=1)
+                blobs.append(buf.getvalue())
+            value = np.array(blobs, dtype=object)
+        self.last = self.client.predict(self.model, {INPUT_KEYS[self.signature]: value}, signature=self.signature,
+                                        version=self.version, label=self.label)
+        return np.asarray(self.last["probabilities"], np.float32)
+
+
+def output_stems(paths: Sequence[str]) -> list[str]:
+    """The output-name stem of each input image: ``zoo.data.sample.safe_name`` of its file name without the
+    extension (no separator, no ``..``, no leading dot, so every output stays inside the output folder and visible);
+    two inputs that would share outputs raise ConfigError before anything is computed."""
+    from zoo.data.sample import safe_name
+    from zoo.errors import ConfigError
+
+    stems = [safe_name(os.path.splitext(os.path.basename(os.fspath(p)))[0]) for p in paths]
+    dup = {s for s in stems if stems.count(s) > 1}
+    if dup:
+        raise ConfigError(f"two input images share the name {sorted(dup)[0]!r}; their outputs would collide")
+    return stems
+
+
+def predict_files(client, model: str, paths: Iterable[str], out_dir: str, *, signature: str = "predict_images",
+                  version: int | None = None, label: str | None = None, progress: bool = True,
+                  mpp: float | None = None) -> dict:
+    """Predict every image file through THE inference function (``zoo.inference.predict``) with the served model's
+    probabilities and its own InferenceSpec (read from the server), so the instances are exactly those evaluation
+    scores. Writes ``<stem>_prob.png`` (see ``probability_png``), ``<stem>_instances.png`` (uint16 instance map) and
+    ``summary.json`` (instances per image) into ``out_dir``.
+
+    ``client`` is a PredictClient or RestClient; ``signature`` picks the wire form (``ServedForward``); ``mpp``:
+    the images' microns per pixel (None: taken to be the model's own; otherwise resampled to it and back).
     """
     from tqdm import tqdm
 
     from zoo.data.imageio import read_rgb
     from zoo.errors import ConfigError, DataError
+    from zoo.inference import predict
 
     if signature not in INPUT_KEYS:
         raise ConfigError(f"--signature {signature!r}: expected one of {sorted(INPUT_KEYS)}")
     if signature == "predict_examples":
         raise ConfigError("--signature predict_examples takes serialized tf.Examples, not image files")
     paths = list(paths)
+    atomic.check_output_dir(out_dir)
+    stems = output_stems(paths)
+    spec = served_spec(client, model, version=version, label=label)
+    forward = ServedForward(client, model, signature=signature, version=version, label=label)
     os.makedirs(out_dir, exist_ok=True)
-    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
-    dup = {s for s in stems if stems.count(s) > 1}
-    if dup:
-        raise ConfigError(f"two input images share the name {sorted(dup)[0]!r}; their outputs would collide")
     rows = []
     for path, stem in zip(tqdm(paths, desc="predict", unit="img", disable=not progress), stems):
-        if signature == "predict_bytes":
-            try:
-                with open(path, "rb") as f:
-                    value = np.array([f.read()], dtype=object)
-            except OSError as e:
-                raise DataError(path, f"cannot read ({e.strerror})") from None
-        else:
-            img = read_rgb(path)[None]
-            value = img if signature == "predict_images" else img.astype(np.float32) / 255.0
+        img = read_rgb(path)
         try:
-            out = client.predict(model, {INPUT_KEYS[signature]: value}, signature=signature, version=version,
-                                 label=label)
+            pred = predict(forward, spec, img, mpp=mpp)
         except ServingError as e:
             raise DataError(path, f"the server refused it ({e.code}: {e.message})") from None
-        probs, inst = out["probabilities"][0], np.asarray(out["instances"][0])
+        probs, inst = pred.probabilities, pred.instances
         if inst.max(initial=0) > np.iinfo(np.uint16).max:
             raise DataError(path, f"{inst.max()} instances do not fit a uint16 PNG")
         prob_png, inst_png = f"{stem}_prob.png", f"{stem}_instances.png"
-        _write_png_atomic(os.path.join(out_dir, prob_png), probability_png(probs))
-        _write_png_atomic(os.path.join(out_dir, inst_png), inst.astype(np.uint16))
+        atomic.save_image(os.path.join(out_dir, prob_png), probability_png(probs), format="PNG")
+        atomic.save_image(os.path.join(out_dir, inst_png), inst.astype(np.uint16), format="PNG")
         rows.append({"image": os.path.abspath(path), "height": int(inst.shape[0]), "width": int(inst.shape[1]),
-                     "num_classes": int(probs.shape[-1]), "instances": int(len(np.unique(inst[inst > 0]))),
+                     "num_classes": int(probs.shape[-1]), "instances": pred.num_instances,
                      "probabilities_png": prob_png, "instances_png": inst_png})
     summary = {"model": model, "signature": signature, "version": version, "label": label,
-               "served_version": getattr(client, "last_version", None), "images": rows,
+               "served_version": getattr(client, "last_version", None), "spec": spec.to_dict(), "images": rows,
                "total_instances": int(sum(r["instances"] for r in rows))}
-    tmp = os.path.join(out_dir, f"summary.json.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(summary, f, indent=2)
-    os.replace(tmp, os.path.join(out_dir, "summary.json"))
+    atomic.write_json(os.path.join(out_dir, "summary.json"), summary, indent=2)
     return summary

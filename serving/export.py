@@ -2,9 +2,9 @@
 
 Layout written (what ``tensorflow_model_server --model_base_path=OUT`` reads)::
 
-    OUT/<version>/saved_model.pb, variables/, assets/histozoo.json
+    OUT/<version>/saved_model.pb, variables/, assets/histozoo.json (the model's InferenceSpec under "spec")
 
-Signatures (all return the same outputs):
+Signatures:
 
 | signature | input key | input |
 |---|---|---|
@@ -12,33 +12,31 @@ Signatures (all return the same outputs):
 | ``predict_images`` | ``images`` | uint8 [B, H, W, 3] |
 | ``predict_bytes`` | ``image_bytes`` | string [B]: encoded PNG/JPEG/BMP/GIF, one size per request |
 | ``predict_examples`` | ``examples`` | string [B]: serialized tf.Example of the record schema (zoo.data.records) |
+| ``histozoo_spec`` | ``unused`` | int32 [N] (any): returns ``spec``, the model's InferenceSpec as a JSON string |
 
-Outputs: ``probabilities`` float32 [B, H, W, C]; ``class_map`` int32 [B, H, W] (argmax); ``instances`` int32
-[B, H, W] (0 = background, 1..N per image, numbered in raster order of each instance's first pixel, like
-``scipy.ndimage.label``); ``num_instances`` int32 [B].
+Outputs of the four predict signatures: ``probabilities`` float32 [B, H, W, C] (after the spec's stain normalisation,
+padding and cropping: exactly ``zoo.inference.KerasForward``); ``class_map`` int32 [B, H, W] (argmax); and, when the
+spec's post-processing has an in-graph twin (``PostprocessConfig.in_graph``: ``threshold`` with 8-connectivity),
+``instances`` int32 [B, H, W] and ``num_instances`` int32 [B], equal to the numpy method's output.
 
-The instance map is computed in the graph with TF ops only, so a plain TF Serving answers with instances:
-8-connected components of the nucleus region (class 1) by iterative label propagation with pointer jumping
-(the min-label propagation of Shiloach & Vishkin, J. Algorithms 3(1):57-67, 1982, on the pixel grid), then, for
-3-class models (0 background, 1 interior, 2 boundary; Naylor et al. 2018, TMI 38(2):448-459, sec. III-B), each
-instance grows into the adjacent boundary pixels (the "inner region + dilation" post-processing of the
-contour-aware models).
+The other methods (Naylor's dynamics watershed, the three-class and inner/contour decodings) are marker-controlled
+flooding that TF has no op for: the SavedModel returns the probabilities and the client runs the SAME numpy function
+through ``zoo.inference.predict`` (``serving.client`` and ``histozoo predict`` do this, reading the spec from the
+``histozoo_spec`` signature). Either way the served instances are the evaluated ones. Inputs are at the model's
+resolution (``spec.mpp``); ``zoo.inference.predict`` resamples other resolutions on the client side.
+
+The in-graph connected components: iterative label propagation with pointer jumping (the min-label propagation of
+Shiloach & Vishkin, J. Algorithms 3(1):57-67, 1982, on the pixel grid), numbered like ``scipy.ndimage.label``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
-from typing import Any
-
-import numpy as np
 
 from zoo.errors import ConfigError
 
-INSTANCE_MODES = ("inner_cc", "threshold_cc")
 OUTPUT_KEYS = ("probabilities", "class_map", "instances", "num_instances")
 SIGNATURES = {
     "serving_default": ("images", "float32"),
@@ -47,7 +45,7 @@ SIGNATURES = {
     "predict_examples": ("examples", "string"),
 }
 METADATA_ASSET = "histozoo.json"
-DEFAULT_DIVISOR = 32
+SPEC_SIGNATURE = "histozoo_spec"
 
 
 def _tf():
@@ -102,89 +100,64 @@ def label_components(fg, max_iters: int = 1024):
     return labels
 
 
-def grow_labels(labels, into, max_iters: int = 1024):
-    """Grow int32 [B, H, W] ``labels`` into the unlabelled pixels of the boolean mask ``into`` (8-neighbourhood,
-    one pixel per iteration, the largest neighbouring label wins), until nothing changes or ``max_iters``."""
+def threshold_components_tf(prob, threshold: float = 0.5, min_size: int = 0, max_iters: int = 1024):
+    """In-graph twin of ``zoo.postprocess.config.threshold_components`` (8-connected): components of
+    ``prob > threshold`` for a float [B, H, W] map, those under ``min_size`` pixels removed, renumbered 1..N per image
+    in raster order of their first pixel. Tested equal to the numpy function."""
     tf = _tf()
-    into = tf.cast(into, tf.bool)
+    labels = label_components(prob > threshold, max_iters)
+    if min_size <= 1:
+        return labels
+    shape = tf.shape(labels)
+    b, hw = shape[0], shape[1] * shape[2]
+    flat = tf.reshape(labels, [b, hw])
+    n = hw + 1  # labels of one image are < hw + 1
+    keys = flat + tf.range(b)[:, None] * n
+    sizes = tf.math.bincount(tf.reshape(keys, [-1]), minlength=b * n, maxlength=b * n)
+    keep = tf.reshape(sizes >= min_size, [b, n])
+    keep = tf.concat([tf.zeros([b, 1], tf.bool), keep[:, 1:]], axis=1)  # label 0 stays background
+    new_ids = tf.cumsum(tf.cast(keep, tf.int32), axis=1) * tf.cast(keep, tf.int32)
+    return tf.reshape(tf.gather(new_ids, flat, batch_dims=1), shape)
 
-    def body(i, lab, _):
-        grown = tf.where(tf.logical_and(into, tf.equal(lab, 0)), _max3x3(lab), lab)
-        return i + 1, grown, tf.reduce_any(tf.not_equal(grown, lab))
 
-    _, lab, _ = tf.while_loop(lambda i, lab, changed: tf.logical_and(changed, i < max_iters), body,
-                              (tf.constant(0), labels, tf.constant(True)))
-    return lab
-
-
-def instances_from_probabilities(probs, mode: str = "inner_cc", threshold: float = 0.5, max_iters: int = 1024):
-    """Instance map [B, H, W] int32 from softmax probabilities [B, H, W, C] (class 1 = nucleus / interior).
-
-    ``inner_cc``: components of the pixels whose argmax is class 1; ``threshold_cc``: components of
-    ``probs[..., 1] >= threshold``. With C >= 3, instances then grow into the boundary pixels (argmax == 2).
-    """
+def nucleus_probability_tf(probs):
+    """In-graph twin of ``zoo.postprocess.config.nucleus_probability``."""
     tf = _tf()
-    class_map = tf.argmax(probs, axis=-1, output_type=tf.int32)
-    if mode == "inner_cc":
-        fg = tf.equal(class_map, 1)
-    elif mode == "threshold_cc":
-        fg = probs[..., 1] >= threshold
-    else:
-        raise ConfigError(f"instance_mode {mode!r}: expected one of {INSTANCE_MODES}")
-    labels = label_components(fg, max_iters)
-    if probs.shape[-1] is not None and probs.shape[-1] >= 3:
-        labels = grow_labels(labels, tf.equal(class_map, 2), max_iters)
-    return labels
+    if probs.shape[-1] == 2:
+        return probs[..., 1]
+    return tf.clip_by_value(1.0 - probs[..., 0], 0.0, 1.0)
 
 
 # --------------------------------------------------------------------------- the serving module
-def _divisor(model) -> int:
-    d = getattr(model, "min_divisor", None)
-    return int(d) if d else DEFAULT_DIVISOR
-
-
-def pad_to_divisor(images, divisor: int):
-    """``zoo.models.base.pad_to_multiple`` (the same padding a zoo model applies in-process). Returns (padded, H, W)."""
-    from zoo.models.base import pad_to_multiple
-
-    return pad_to_multiple(images, divisor)
-
-
 class _Predictor:
     """The graph pieces shared by every signature (plain Python; the ExportArchive traces its methods)."""
 
-    def __init__(self, model, stain, instance_mode, threshold, max_iters):
-        self.model, self.stain = model, stain
-        self.instance_mode, self.threshold, self.max_iters = instance_mode, threshold, max_iters
-        self.divisor = _divisor(model)
+    def __init__(self, model, spec, max_iters):
+        from zoo.inference import forward_tf, stain_normalizer
+
+        self.model, self.spec, self.max_iters = model, spec, max_iters
+        self.stain = stain_normalizer(spec)
+        self.divisor = spec.divisor
+        self.forward = forward_tf(model, spec, self.stain)  # the one forward pass, as zoo.inference runs it
 
     def from_float(self, images):
-        tf = _tf()
-        images = tf.convert_to_tensor(images, tf.float32)
-        if self.stain is not None:  # the stain transform works on uint8
-            return self.from_uint8(tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8))
-        return self._run(images)
+        return self._outputs(self.forward(images))
 
     def from_uint8(self, images):
-        tf = _tf()
-        if self.stain is not None:
-            images = self.stain.tf_transform(images)
-        return self._run(tf.cast(images, tf.float32) / 255.0)
+        return self._outputs(self.forward(images))
 
-    def _run(self, images):
+    def _outputs(self, probs):
         tf = _tf()
-        padded, h, w = pad_to_divisor(images, self.divisor)
-        out = self.model(padded, training=False)
-        if isinstance(out, dict):
-            out = out["probabilities"]
-        probs = tf.cast(out, tf.float32)[:, :h, :w, :]
-        inst = instances_from_probabilities(probs, self.instance_mode, self.threshold, self.max_iters)
-        return {
-            "probabilities": probs,
-            "class_map": tf.argmax(probs, axis=-1, output_type=tf.int32),
-            "instances": inst,
-            "num_instances": tf.reduce_max(inst, axis=[1, 2]),
-        }
+        outputs = {"probabilities": probs, "class_map": tf.argmax(probs, axis=-1, output_type=tf.int32)}
+        pp = self.spec.postprocess
+        if pp.in_graph:  # the TF twin of the spec's method (only ``threshold`` has one)
+            from zoo.postprocess.config import method_options
+
+            opts = {**method_options(pp.method), **dict(pp.params)}
+            inst = threshold_components_tf(nucleus_probability_tf(probs), opts["threshold"], opts["min_size"],
+                                           self.max_iters)
+            outputs.update(instances=inst, num_instances=tf.reduce_max(inst, axis=[1, 2]))
+        return outputs
 
 
 def decode_same_size(strings, decode_one, what: str):
@@ -221,49 +194,37 @@ def _decode_example(s):
     return decode(s)["image"]
 
 
-def _check_model(model, predictor: _Predictor) -> int:
-    """Run the model once on a tiny input: it must return [B, H, W, C] probabilities with C >= 2."""
-    d = predictor.divisor
-    out = model(np.full((1, d, d, 3), 0.5, np.float32), training=False)
-    if isinstance(out, dict):
-        if "probabilities" not in out:
-            raise ConfigError(f"model {model.name!r} returns a dict without 'probabilities' ({sorted(out)})")
-        out = out["probabilities"]
-    shape = tuple(out.shape)
-    if len(shape) != 4 or shape[1:3] != (d, d) or shape[3] < 2:
-        raise ConfigError(f"model {model.name!r}: expected softmax output [B, H, W, C>=2] for input [1, {d}, {d}, 3],"
-                          f" got {list(shape)}")
-    return int(shape[3])
-
-
 def _next_version(out_dir: str) -> int:
     versions = [int(v) for v in os.listdir(out_dir) if v.isdigit()] if os.path.isdir(out_dir) else []
     return max(versions, default=0) + 1
 
 
-def export(model, out_dir: str, version: int | None = None, *, stain: Any = None, instance_mode: str = "inner_cc",
-           threshold: float = 0.5, max_iters: int = 1024, metadata: dict | None = None) -> str:
+def export(model, out_dir: str, version: int | None = None, *, spec=None, max_iters: int = 1024,
+           metadata: dict | None = None) -> str:
     """Write ``model`` as ``out_dir/<version>/`` (a SavedModel TF Serving reads) and return that path.
 
-    model: keras.Model, float32 [B, H, W, 3] in [0, 1] -> softmax [B, H, W, C]; inputs are padded to
-    ``model.min_divisor`` (default 32) and cropped back. version: a positive int, default one more than the
-    largest present; an existing version is never overwritten. stain: an object with a pure-TF
-    ``tf_transform(uint8 [B, H, W, 3]) -> uint8`` applied in the graph before the model. instance_mode /
-    threshold / max_iters: see ``instances_from_probabilities``. metadata: JSON-able dict stored in
-    ``assets/histozoo.json`` (with the class names, mpp, model name and config: missing keys are filled in).
-    The version folder is written under a temporary name and renamed, so a crash leaves no partial version.
+    model: keras.Model, float32 [B, H, W, 3] in [0, 1] -> softmax [B, H, W, C]. spec: its ``zoo.inference
+    .InferenceSpec`` (default: ``zoo.inference.default_spec(model)``): the graph applies the spec's stain
+    normalisation, pads to ``spec.divisor`` and crops back, and computes instances in-graph when the spec's
+    post-processing has a TF twin; the spec is stored in ``assets/histozoo.json`` and served by the
+    ``histozoo_spec`` signature. version: a positive int, default one more than the largest present; an existing
+    version is never overwritten. max_iters: bound on the in-graph label propagation. metadata: extra JSON-able
+    entries for ``assets/histozoo.json``. The version folder is written under a temporary name and renamed
+    (``zoo.atomic.atomic_dir``), so a crash leaves no partial version.
     """
     tf = _tf()
     import keras
 
-    if instance_mode not in INSTANCE_MODES:
-        raise ConfigError(f"instance_mode {instance_mode!r}: expected one of {INSTANCE_MODES}")
-    if not 0.0 < threshold < 1.0:
-        raise ConfigError(f"threshold {threshold}: expected a probability in (0, 1)")
+    from zoo.atomic import atomic_dir, write_json
+    from zoo.inference import default_spec, model_channels
+
     if max_iters < 1:
         raise ConfigError(f"max_iters {max_iters}: expected >= 1")
-    if stain is not None and not callable(getattr(stain, "tf_transform", None)):
-        raise ConfigError(f"stain {type(stain).__name__}: needs a tf_transform(uint8 images) -> uint8 method")
+    spec = spec if spec is not None else default_spec(model)
+    num_classes = model_channels(model, spec.divisor)
+    if num_classes != spec.num_channels:
+        raise ConfigError(f"model {model.name!r} has {num_classes} output channels; its spec names "
+                          f"{spec.num_channels}: {list(spec.channels)}")
     os.makedirs(out_dir, exist_ok=True)
     version = _next_version(out_dir) if version is None else int(version)
     if version < 1:
@@ -272,13 +233,11 @@ def export(model, out_dir: str, version: int | None = None, *, stain: Any = None
     if os.path.exists(final):
         raise ConfigError(f"{final}: version {version} already exists (versions are immutable; pick another)")
 
-    pred = _Predictor(model, stain, instance_mode, threshold, max_iters)
-    num_classes = _check_model(model, pred)
-
+    pred = _Predictor(model, spec, max_iters)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    if stain is not None and isinstance(stain, tf.Module):
-        archive.track(stain)
+    if pred.stain is not None and isinstance(pred.stain, tf.Module):
+        archive.track(pred.stain)
     img = lambda dt: [tf.TensorSpec([None, None, None, 3], dt, name="images")]
     strings = lambda name: [tf.TensorSpec([None], tf.string, name=name)]
     archive.add_endpoint("serving_default", lambda images: pred.from_float(images), img(tf.float32))
@@ -287,36 +246,25 @@ def export(model, out_dir: str, version: int | None = None, *, stain: Any = None
         decode_same_size(image_bytes, _decode_image, "images")), strings("image_bytes"))
     archive.add_endpoint("predict_examples", lambda examples: pred.from_uint8(
         decode_same_size(examples, _decode_example, "examples")), strings("examples"))
+    spec_json = spec.to_json()
+    archive.add_endpoint(SPEC_SIGNATURE, lambda unused: {"spec": tf.constant(spec_json)},
+                         [tf.TensorSpec([None], tf.int32, name="unused")])
 
+    outputs = list(OUTPUT_KEYS if spec.postprocess.in_graph else OUTPUT_KEYS[:2])
     meta = dict(metadata or {})
     meta.setdefault("model_name", model.name)
-    meta.setdefault("class_names", ["background", "nucleus"] if num_classes == 2
-                    else ["background", "interior", "boundary"] + [f"class_{i}" for i in range(3, num_classes)])
-    meta.setdefault("mpp", 0.0)
     if "config" not in meta:
         try:
             meta["config"] = model.get_config()
         except Exception:  # a model without get_config still exports; its config is simply not recorded
             meta["config"] = None
-    stain_info = None
-    if stain is not None:
-        to_json = getattr(stain, "to_json", None)
-        stain_info = to_json() if callable(to_json) else {"method": type(stain).__name__}
-    meta.update(version=version, num_classes=num_classes, divisor=pred.divisor, instance_mode=instance_mode,
-                threshold=threshold, max_iters=max_iters, stain=stain_info,
+    meta.update(version=version, spec=spec.to_dict(), num_classes=num_classes, max_iters=max_iters,
+                instances_in_graph=spec.postprocess.in_graph,
                 signatures={k: {"input": v[0], "dtype": v[1]} for k, v in SIGNATURES.items()},
-                outputs=list(OUTPUT_KEYS), exported_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-
-    tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=out_dir)
-    try:
+                outputs=outputs, exported_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    with atomic_dir(final) as tmp:
         archive.write_out(tmp, verbose=False)
-        os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
-        with open(os.path.join(tmp, "assets", METADATA_ASSET), "w") as f:
-            json.dump(meta, f, indent=2, default=str)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_json(os.path.join(tmp, "assets", METADATA_ASSET), meta, indent=2, default=str)
     return final
 
 
@@ -326,44 +274,9 @@ def read_metadata(version_dir: str) -> dict:
         return json.load(f)
 
 
-def load_keras_model(uri: str):
-    """Load the model ``histozoo export`` exports: a ``.keras`` file path (MLflow URIs: see the branch below)."""
-    import keras
+def read_spec(version_dir: str):
+    """The InferenceSpec stored in an exported version folder."""
+    from zoo.inference import InferenceSpec
 
-    try:
-        import zoo.models  # noqa: F401 - registers the zoo's models for deserialisation
-    except ImportError:
-        pass
-    if uri.startswith(("models:/", "runs:/")):
-        # the lead's MLflow loader; this is the one line that changes when zoo.training.tracking lands
-        from zoo.training.tracking import load_model
-
-        return load_model(uri)
-    if not os.path.exists(uri):
-        from zoo.errors import DataError
-
-        raise DataError(uri, "no such model file (expected a .keras file, or a models:/ or runs:/ URI)")
-    if not uri.endswith(".keras"):
-        from zoo.errors import DataError
-
-        raise DataError(uri, "not a .keras file (save the model with model.save('name.keras'))")
-    try:
-        return keras.saving.load_model(uri, compile=False)
-    except Exception as e:
-        from zoo.errors import DataError
-
-        raise DataError(uri, f"cannot load the Keras model ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
-
-
-def load_stain(path: str):
-    """A fitted stain normalizer saved with ``StainNormalizer.save`` (zoo.stain), for ``export(stain=...)``."""
-    import importlib
-    import pkgutil
-
-    import zoo.stain
-
-    for m in pkgutil.iter_modules(zoo.stain.__path__):  # every method module registers itself on import
-        importlib.import_module(f"zoo.stain.{m.name}")
-    from zoo.stain.base import load
-
-    return load(path)
+    path = os.path.join(version_dir, "assets", METADATA_ASSET)
+    return InferenceSpec.from_dict(read_metadata(version_dir).get("spec") or {}, path)

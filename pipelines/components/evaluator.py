@@ -1,7 +1,8 @@
 """HistoEvaluator: scores the trained model on the eval split with the papers' segmentation metrics and blesses it.
 
-Metrics come from ``zoo.evaluation.evaluate`` -- the same evaluation the CLI runs: full-image probabilities,
-instances by the experiment's ``postprocess`` (zoo.postprocess), then ``zoo.metrics.segmentation_report`` (pixel
+Metrics come from ``zoo.evaluation.evaluate`` -- the same evaluation the CLI runs: ``zoo.inference.predict`` with the
+model's InferenceSpec (written by the Trainer beside model.keras and inside the pushed SavedModel: its resolution and
+post-processing, so the blessed numbers describe the served model), then ``zoo.metrics.segmentation_report`` (pixel
 Dice/IoU; AJI, Kumar et al. 2017, TMI 36(7):1550-1560, eq. 1; PQ, Kirillov et al. 2019, CVPR, eq. 1). When the
 latest blessed model is given as ``baseline_model`` (a LatestBlessedModelStrategy resolver), it is scored on the
 same eval images and the candidate must beat it (pipelines/blessing.py). Outputs a ``ModelEvaluation``
@@ -31,7 +32,7 @@ METRICS_FILE = "metrics.json"
 
 class HistoEvaluatorSpec(ComponentSpec):
     PARAMETERS = {
-        "experiment": ExecutionParameter(type=str),  # JSON of the ExperimentConfig (postprocess)
+        "experiment": ExecutionParameter(type=str),  # JSON of the ExperimentConfig (recorded; the spec rules)
         "thresholds": ExecutionParameter(type=str),  # JSON {metric: minimum}
         "compare_metric": ExecutionParameter(type=str),
         "min_improvement": ExecutionParameter(type=float),
@@ -62,19 +63,19 @@ def read_run_info(model_uri: str) -> dict:
         return json.load(fh)
 
 
-def score(model_uri: str, records: list[str], postprocess: dict, max_images: int = 0) -> dict:
-    """zoo.evaluation.evaluate of the Keras model stored in a Model artifact."""
-    import keras
-
-    import zoo.models  # noqa: F401 -- registers the model classes for deserialisation
+def score(model_uri: str, records: list[str], max_images: int = 0) -> dict:
+    """zoo.evaluation.evaluate of the Keras model stored in a Model artifact, through its own InferenceSpec (the
+    one loader, ``zoo.training.tracking.load``: model.keras + spec.json beside it): the blessing scores exactly
+    what the Pusher pushes and TF Serving serves."""
     from zoo.errors import DataError
     from zoo.evaluation import evaluate
+    from zoo.training.tracking import load
 
     path = keras_model_path(model_uri)
     if not os.path.isfile(path):
         raise DataError(path, "no Keras model in this Model artifact (was it written by pipelines/trainer/module.py?)")
-    model = keras.models.load_model(path, compile=False)  # inference only: no loss/optimizer to rebuild
-    return evaluate(model, records, split="eval", postprocess=postprocess, max_images=max_images)
+    loaded = load(path)
+    return evaluate(loaded.model, records, split="eval", spec=loaded.spec, max_images=max_images)
 
 
 class Executor(base_executor.BaseExecutor):
@@ -89,8 +90,6 @@ class Executor(base_executor.BaseExecutor):
         evaluation = artifact_utils.get_single_instance(output_dict["evaluation"])
         bless_art = artifact_utils.get_single_instance(output_dict["blessing"])
 
-        experiment = json.loads(exec_properties["experiment"])
-        postprocess = experiment.get("postprocess") or {"method": "auto"}
         thresholds = blessing.check_thresholds(json.loads(exec_properties["thresholds"]))
         compare, min_imp = exec_properties["compare_metric"], float(exec_properties["min_improvement"])
         split, max_images = exec_properties["eval_split"], int(exec_properties["max_images"])
@@ -98,11 +97,11 @@ class Executor(base_executor.BaseExecutor):
         if not records:
             raise DataError(examples.uri, f"no records in split {split!r}")
 
-        current = score(model.uri, records, postprocess, max_images)
+        current = score(model.uri, records, max_images)
         base = None
         if baseline is not None and baseline.id != model.id:
             if os.path.isfile(keras_model_path(baseline.uri)):
-                base = score(baseline.uri, records, postprocess, max_images)
+                base = score(baseline.uri, records, max_images)
         blessed, reasons = blessing.decide(current["mean"], thresholds, base["mean"] if base else None,
                                            compare, min_imp)
 

@@ -2,7 +2,8 @@
 function ``histozoo train`` runs -- on the ExampleGen's train/eval records, then writes into the Model artifact:
 
     Format-Serving/   the TF Serving SavedModel (serving.export when present, else keras ``model.export``)
-    Format-Keras/     model.keras (what the Evaluator scores) and run.json (MLflow run id, metrics, config)
+    Format-Keras/     model.keras (what the Evaluator scores), spec.json (its InferenceSpec) and run.json (MLflow run
+                      id, metrics, config); the SavedModel carries the same spec
 
 ``fn_args.custom_config``: ``experiment`` (ExperimentConfig dict, required), ``mlflow_tracking_uri`` (optional),
 ``verbose`` (keras fit verbosity). The pipeline registers the model only after the Evaluator blessed it and the
@@ -13,12 +14,11 @@ TFX packages this file as a user-module wheel, so it imports only installed pack
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
 
 from pipelines.configs import MODEL_KERAS_DIR as KERAS_DIR, MODEL_KERAS_FILE as KERAS_FILE, MODEL_RUN_FILE as RUN_FILE
+from zoo import atomic
+from zoo.inference import SPEC_FILE
 
 
 def _expand(patterns) -> list[str]:
@@ -30,30 +30,29 @@ def _expand(patterns) -> list[str]:
     return out
 
 
-def export_serving(model, serving_model_dir: str, metadata: dict | None = None) -> str:
+def export_serving(model, serving_model_dir: str, metadata: dict | None = None, spec=None) -> str:
     """The SavedModel TF Serving reads, written directly into ``serving_model_dir`` (the Pusher adds the version).
 
     Uses serving.export (bytes / uint8 / float / tf.Example signatures, in-graph instances) when it is installed,
     else ``model.export`` (float signature only). The folder appears complete or not at all (temp + rename).
     """
-    parent = os.path.dirname(os.path.abspath(serving_model_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    tmp = atomic.temp_sibling(serving_model_dir, keep_suffix=False)
+    os.mkdir(tmp)
     try:
         try:
             from serving.export import export
         except ImportError:
             export = None
         if export is not None:
-            written = export(model, tmp, version=1, metadata=metadata)
+            written = export(model, tmp, version=1, spec=spec, metadata=metadata)
         else:
             written = os.path.join(tmp, "1")
             model.export(written, verbose=False)
         if os.path.isdir(serving_model_dir) and not os.listdir(serving_model_dir):
             os.rmdir(serving_model_dir)
-        os.replace(written, serving_model_dir)
+        atomic.commit(written, serving_model_dir)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        atomic.discard(tmp)
     return serving_model_dir
 
 
@@ -80,13 +79,11 @@ def run_fn(fn_args) -> None:
     model_uri = os.path.dirname(os.path.abspath(fn_args.serving_model_dir))
     keras_dir = os.path.join(model_uri, KERAS_DIR)
     os.makedirs(keras_dir, exist_ok=True)
-    tmp = os.path.join(keras_dir, "tmp-" + KERAS_FILE)
-    result.model.save(tmp)
-    os.replace(tmp, os.path.join(keras_dir, KERAS_FILE))
+    with atomic.atomic_path(os.path.join(keras_dir, KERAS_FILE)) as tmp:
+        result.model.save(tmp)
     info = {"run_id": result.run_id, "metrics": result.metrics, "experiment": cfg.to_dict(),
             "train_records": train_records, "eval_records": eval_records}
-    with open(os.path.join(keras_dir, RUN_FILE + ".tmp"), "w") as fh:
-        json.dump(info, fh, indent=1, default=float)
-    os.replace(os.path.join(keras_dir, RUN_FILE + ".tmp"), os.path.join(keras_dir, RUN_FILE))
-    export_serving(result.model, fn_args.serving_model_dir,
+    atomic.write_json(os.path.join(keras_dir, RUN_FILE), info, indent=1)
+    result.spec.save(os.path.join(keras_dir, SPEC_FILE))  # beside model.keras: zoo.training.tracking.load reads it
+    export_serving(result.model, fn_args.serving_model_dir, spec=result.spec,
                    metadata={"experiment": cfg.to_dict(), "mlflow_run_id": result.run_id})

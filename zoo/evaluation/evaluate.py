@@ -16,7 +16,12 @@ Source = Union[str, Sequence[str]]
 
 def iter_eval_samples(source: Source, split: str = "test", fold: Optional[int] = None,
                       max_images: int = 0) -> Iterator[Sample]:
-    """The labelled samples of ``split`` (or fold ``fold``'s split) from a built data dir or a shard list."""
+    """The labelled samples of ``split`` (or fold ``fold``'s split) from a built data dir or a shard list; a list of
+    ``Sample`` objects (images in memory) is used as it is."""
+    if isinstance(source, (list, tuple)) and source and isinstance(source[0], Sample):
+        labelled = [s for s in source if s.instances is not None]
+        yield from labelled[:max_images] if max_images else labelled
+        return
     if isinstance(source, (list, tuple)):
         paths, keep = list(source), None
     else:
@@ -35,41 +40,33 @@ def iter_eval_samples(source: Source, split: str = "test", fold: Optional[int] =
             return
 
 
-def predict_probabilities(model, image: np.ndarray) -> np.ndarray:
-    """Softmax probabilities (H, W, C) for one uint8 RGB image (zoo models pad to their divisor themselves)."""
-    x = image.astype(np.float32)[None] / 255.0
-    return np.asarray(model(x, training=False))[0]
+def resolve_spec(model, spec=None, postprocess=None):
+    """The spec evaluation runs with: ``spec`` (or the model's default spec when it carries none), with
+    ``postprocess`` overriding the spec's post-processing when given (said in one line)."""
+    from zoo.inference import default_spec
+    from zoo.postprocess.config import PostprocessConfig
 
-
-def instances_from_probabilities(probs: np.ndarray, postprocess: Optional[dict] = None) -> np.ndarray:
-    """Instances from (H, W, C) probabilities. ``method``: ``auto`` (2 classes -> Naylor's dynamics watershed on
-    the nucleus posterior; 3 classes -> interior components grown into the boundary class, Yuan & Suh / Qu),
-    ``dynamics_watershed``, ``three_class``, ``threshold`` (connected components of p1 > threshold)."""
-    from zoo import postprocess as pp
-
-    cfg = dict(postprocess or {})
-    method = cfg.pop("method", "auto")
-    if method == "auto":
-        method = "dynamics_watershed" if probs.shape[-1] == 2 else "three_class"
-    if method == "dynamics_watershed":
-        return pp.dynamics_watershed(probs[..., 1], **cfg)
-    if method == "three_class":
-        return pp.instances_from_three_class(probs, **cfg)
-    if method == "threshold":
-        from scipy import ndimage
-
-        lab, _ = ndimage.label(probs[..., 1] > cfg.get("threshold", 0.5), structure=np.ones((3, 3)))
-        return lab.astype(np.int32)
-    raise ConfigError(f"postprocess method must be auto, dynamics_watershed, three_class or threshold, got {method!r}")
+    if spec is None:
+        return default_spec(model, postprocess)
+    if postprocess:
+        pp = PostprocessConfig.from_dict(postprocess)
+        if pp.method != "auto" and pp.to_dict() != spec.postprocess.to_dict():
+            return spec.override({"postprocess": pp})
+    return spec
 
 
 def evaluate(model, source: Source, split: str = "test", fold: Optional[int] = None,
              postprocess: Optional[dict] = None, max_images: int = 0, progress: bool = False,
-             hausdorff: bool = True) -> dict:
-    """Score ``model`` on every labelled image of the split: per-image metrics and their means.
-    ``hausdorff=False`` skips the object-level Hausdorff distance (the slowest metric) for quick checks."""
+             hausdorff: bool = True, spec=None) -> dict:
+    """Score ``model`` on every labelled image of the split through THE inference function
+    (``zoo.inference.predict``: the spec's resolution, stain and post-processing): per-image metrics and their means.
+    spec: the model's InferenceSpec (default: ``zoo.inference.default_spec``); postprocess: overrides its
+    post-processing. ``hausdorff=False`` skips the object-level Hausdorff distance (the slowest metric)."""
+    from zoo.inference import as_forward, predict
     from zoo.metrics import segmentation_report
 
+    spec = resolve_spec(model, spec, postprocess)
+    forward = as_forward(model, spec)
     samples = iter_eval_samples(source, split, fold, max_images)
     if progress:
         from tqdm import tqdm
@@ -77,10 +74,10 @@ def evaluate(model, source: Source, split: str = "test", fold: Optional[int] = N
         samples = tqdm(samples, desc=f"evaluate {split}", unit="img", dynamic_ncols=True)
     per_image = []
     for s in samples:
-        probs = predict_probabilities(model, s.image)
-        pred = instances_from_probabilities(probs, postprocess)
-        rep = segmentation_report(s.instances, pred, hausdorff=hausdorff)
-        per_image.append({"image_id": s.image_id, **{k: float(v) for k, v in rep.items() if _scalar(v)}})
+        pred = predict(forward, spec, s.image, mpp=s.mpp)
+        rep = segmentation_report(s.instances, pred.instances, hausdorff=hausdorff)
+        per_image.append({"image_id": s.image_id, "instances": pred.num_instances,
+                          **{k: float(v) for k, v in rep.items() if _scalar(v)}})
     if not per_image:
         raise ConfigError(f"no labelled images to evaluate in split {split!r}" + (f" fold {fold}" if fold else ""))
     keys = [k for k in per_image[0] if k != "image_id"]
@@ -88,8 +85,8 @@ def evaluate(model, source: Source, split: str = "test", fold: Optional[int] = N
     if "aji_c" in keys:  # AJI pooled over the split: sum of intersections / sum of unions (Kumar et al.)
         u = sum(r["aji_u"] for r in per_image)
         mean["aji_pooled"] = float(sum(r["aji_c"] for r in per_image) / u) if u else 1.0
-    return {"split": split, "fold": fold, "images": len(per_image), "postprocess": postprocess or {"method": "auto"},
-            "mean": mean, "per_image": per_image}
+    return {"split": split, "fold": fold, "images": len(per_image), "postprocess": spec.postprocess.to_dict(),
+            "spec": spec.to_dict(), "mean": mean, "per_image": per_image}
 
 
 def _scalar(v) -> bool:
@@ -108,18 +105,22 @@ def format_table(result: dict, keys: Optional[Sequence[str]] = None) -> str:
 
 
 def save_overlays(model, source: Source, out_dir: str, split: str = "test", fold: Optional[int] = None,
-                  postprocess: Optional[dict] = None, n: int = 3) -> str:
-    """PNG overlays of predicted (green) and true (red) instance contours on the first ``n`` images."""
-    from PIL import Image
+                  postprocess: Optional[dict] = None, n: int = 3, spec=None) -> str:
+    """PNG overlays of predicted (green) and true (red) instance contours on the first ``n`` images, named by the
+    image id made safe for a file name (``zoo.data.sample.safe_name``: ids may hold ``/`` or ``..``)."""
     from skimage.segmentation import find_boundaries
 
+    from zoo.atomic import save_image
+    from zoo.data.sample import safe_name
+    from zoo.inference import as_forward, predict
+
+    spec = resolve_spec(model, spec, postprocess)
+    forward = as_forward(model, spec)
     os.makedirs(out_dir, exist_ok=True)
     for s in iter_eval_samples(source, split, fold, n):
-        pred = instances_from_probabilities(predict_probabilities(model, s.image), postprocess)
+        pred = predict(forward, spec, s.image, mpp=s.mpp).instances
         img = s.image.copy()
         img[find_boundaries(s.instances, mode="inner")] = (255, 0, 0)
         img[find_boundaries(pred, mode="inner")] = (0, 255, 0)
-        path = os.path.join(out_dir, f"{s.image_id}.png")
-        Image.fromarray(img).save(path + ".tmp", format="PNG")
-        os.replace(path + ".tmp", path)
+        save_image(os.path.join(out_dir, f"{safe_name(s.image_id)}.png"), img, format="PNG")
     return out_dir

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
 
+from zoo import atomic
 from zoo.errors import ConfigError, DataError
 from zoo.registry import Registry
 
@@ -99,6 +99,15 @@ def tissue_fallback(mask, min_fraction: float, min_pixels: int):
     total = tf.cast(tf.shape(mask)[1], tf.float32)
     need = tf.maximum(float(min_pixels), min_fraction * total)
     return n < need, n / total
+
+
+def require_target_tissue(method: str, no_tissue, fraction) -> None:
+    """The one no-tissue rule for a fit target, shared by every method (Reinhard, Macenko, Vahadane): a target
+    that ``tissue_fallback`` flags has no stain to match, so fitting to it raises instead of normalising every
+    tile towards background."""
+    if bool(no_tissue):
+        raise ConfigError(f"{method} target has no tissue (tissue fraction {float(fraction):.4f}); "
+                          "choose a target tile with tissue")
 
 
 def hist_percentiles(values, qs, weights=None, nbins: int = 65536):
@@ -262,20 +271,7 @@ class StainNormalizer:
 
     def save(self, path: str | os.PathLike) -> str:
         """Write the method, settings and fitted parameters as JSON (atomically: temp file + rename)."""
-        data = json.dumps(self.to_json(), indent=1)
-        path = os.fspath(path)
-        d = os.path.dirname(os.path.abspath(path))
-        os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".stain-", suffix=".json.tmp", dir=d)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        return atomic.write_text(os.fspath(path), json.dumps(self.to_json(), indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike, jit: bool = True) -> "StainNormalizer":
@@ -336,10 +332,10 @@ class StainMatrixNormalizer(StainNormalizer):
 
     def _estimate_target(self, target: np.ndarray) -> dict:
         est = self.estimate(target)
+        require_target_tissue(self.name, est["fallback"] == FALLBACK_NO_TISSUE, est["tissue_fraction"])
         if est["fallback"] != FALLBACK_NONE:
-            why = "no tissue" if est["fallback"] == FALLBACK_NO_TISSUE else "a degenerate stain estimate"
-            raise ConfigError(f"{self.name} target has {why} (tissue fraction {est['tissue_fraction']:.4f}); "
-                              "choose a target tile with tissue")
+            raise ConfigError(f"{self.name} target has a degenerate stain estimate (tissue fraction "
+                              f"{est['tissue_fraction']:.4f}); choose a target tile with tissue")
         return {"stain_matrix": est["stain_matrix"], "max_conc": est["max_conc"]}
 
     def _tf_core(self, images, params):
@@ -380,6 +376,13 @@ def load(path: str | os.PathLike, jit: bool = True) -> StainNormalizer:
             d = json.load(f)
     except (OSError, ValueError) as e:
         raise DataError(path, f"not a JSON stain parameter file ({e})") from None
+    return from_json(d, path, jit=jit)
+
+
+def from_json(d: dict, source: str = "stain parameters", jit: bool = True) -> StainNormalizer:
+    """The fitted normalizer described by ``d`` (``StainNormalizer.to_json()``, e.g. from a model's InferenceSpec);
+    ``source`` names where it came from in errors."""
+    path = source
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         raise DataError(path, f"not a histozoo stain parameter file (format != {FORMAT!r})")
     if d.get("version") != VERSION:

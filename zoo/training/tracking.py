@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any, Optional
 
-from zoo.errors import ConfigError, ZooError
+from zoo.errors import ConfigError, DataError, ZooError
 
 DEFAULT_DIR = "mlruns"
 CHAMPION = "champion"
@@ -137,13 +137,25 @@ class Tracker:
     def set_tags(self, tags: dict) -> None:
         self._call("set_tags", lambda: self._mlflow.set_tags({k: str(v) for k, v in tags.items()}))
 
-    def log_model(self, model, registered_name: str = "") -> Optional[str]:
-        """Log the Keras model (loads in a fresh process with ``load_model``); register it when a name is given.
+    def log_model(self, model, registered_name: str = "", spec=None) -> Optional[str]:
+        """Log the Keras model (loads in a fresh process with ``load``) with a signature, an input example and, in
+        the MLmodel metadata, its InferenceSpec (``histozoo_spec``); register it when a name is given.
         Returns the registered version (as a string) or None."""
         def _log():
+            import numpy as np
+            from mlflow.models import infer_signature
+
+            from zoo.inference import MLFLOW_METADATA_KEY, model_divisor
+
+            d = spec.divisor if spec is not None else model_divisor(model)
+            example = np.full((1, d, d, 3), 0.5, np.float32)
+            out = model(example, training=False)
+            out = out["probabilities"] if isinstance(out, dict) else out
+            signature = infer_signature(example, np.asarray(out))
             info = self._mlflow.tensorflow.log_model(
-                model, name="model", pip_requirements=pip_requirements(),
-                registered_model_name=registered_name or None)
+                model, name="model", pip_requirements=pip_requirements(), signature=signature,
+                input_example=example, registered_model_name=registered_name or None,
+                metadata={MLFLOW_METADATA_KEY: spec.to_dict()} if spec is not None else None)
             return str(info.registered_model_version) if registered_name else None
         return self._call("log_model", _log)
 
@@ -184,25 +196,43 @@ def _is_number(v) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ loading
-def load_model(uri: str):
-    """Load a Keras model from a ``.keras`` file, a run (``runs:/<id>/model``), a run id, or the registry
-    (``models:/<name>/<version>`` or ``models:/<name>@champion``)."""
-    import keras
+def load(uri: str, postprocess=None):
+    """THE model loader -> ``zoo.inference.LoadedModel`` (model, spec, source): a ``.keras`` file (its ``spec.json``
+    beside it), a training run folder, an MLflow run id, ``runs:/<id>/model``, or the registry
+    (``models:/<name>/<version>``, ``models:/<name>@champion``; the spec is the logged model's ``histozoo_spec``
+    metadata). ``postprocess`` applies only to models saved without a spec. The CLI, ``histozoo export``, the TFX
+    evaluator and evaluation all load through here."""
+    from zoo.inference import MLFLOW_METADATA_KEY, InferenceSpec, LoadedModel, default_spec, load_local
 
-    import zoo.models  # noqa: F401 — registers the custom layers/models for deserialisation
-
-    if os.path.isfile(uri) and uri.endswith(".keras"):
-        return keras.models.load_model(uri)
-    if os.path.exists(uri):
-        raise ConfigError(f"{uri}: expected a .keras file or an MLflow model URI (runs:/..., models:/...)")
-    mlflow = _mlflow()
+    uri = os.fspath(uri)
+    if os.path.exists(uri) or uri.endswith(".keras"):
+        return load_local(uri, postprocess)
     if "/" not in uri and ":" not in uri:
         uri = f"runs:/{uri}/model"
+    if not uri.startswith(("runs:/", "models:/")):
+        raise DataError(uri, "no such file (expected a .keras file, a run folder, a run id, or runs:/... / "
+                             "models:/...)")
+    import zoo.models  # noqa: F401 — registers the custom layers/models for deserialisation
+
+    mlflow = _mlflow()
     try:
-        return mlflow.tensorflow.load_model(uri)
+        info = mlflow.models.get_model_info(uri)
+        model = mlflow.tensorflow.load_model(uri)
     except Exception as e:  # noqa: BLE001
         raise ConfigError(f"{uri}: could not load the model from MLflow at {tracking_uri()} "
-                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+                          f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from None
+    meta = (info.metadata or {}).get(MLFLOW_METADATA_KEY)
+    if meta:
+        spec = InferenceSpec.from_dict(json.loads(meta) if isinstance(meta, str) else meta, f"{uri} (MLmodel)")
+    else:
+        print(f"histozoo: note: {uri} was logged without an inference spec; using a default one", file=sys.stderr)
+        spec = default_spec(model, postprocess)
+    return LoadedModel(model, spec, uri)
+
+
+def load_model(uri: str):
+    """``load(uri).model``: just the Keras model (for Python users who do not need the spec)."""
+    return load(uri).model
 
 
 # ----------------------------------------------------------------------------------------------- registry

@@ -3,7 +3,8 @@ Trainer's ``run_fn`` all call this function; there is no second training loop.
 
 Per run, under ``output_dir`` (default ``runs/<name>``): ``config.yaml``, ``checkpoints/last.keras`` (written
 atomically every epoch, with the optimizer state) and ``checkpoints/state.json`` (epochs done, history), ``history.json``,
-``curves.png``, ``overlays/*.png`` and ``evaluation.json``. ``resume=True`` continues from the last checkpoint
+``curves.png``, ``overlays/*.png`` and ``evaluation.json``; ``checkpoints/spec.json`` is the model's InferenceSpec
+(zoo.inference), written before the first epoch, logged with the MLflow model and used by every evaluation. ``resume=True`` continues from the last checkpoint
 with no lost epochs.
 """
 
@@ -24,6 +25,7 @@ from zoo.training.tracking import Tracker
 CKPT_DIR = "checkpoints"
 LAST = "last.keras"
 STATE = "state.json"
+SPEC = "spec.json"  # zoo.inference.SPEC_FILE: the model's InferenceSpec, beside last.keras
 
 
 class TrainingDiverged(ZooError):
@@ -38,6 +40,7 @@ class TrainResult:
     output_dir: str
     run_id: Optional[str]
     registered_version: Optional[str] = None
+    spec: object = None  # the model's zoo.inference.InferenceSpec (also in checkpoints/spec.json)
 
 
 def make_optimizer(config: ExperimentConfig):
@@ -53,11 +56,7 @@ def make_optimizer(config: ExperimentConfig):
 
 
 def _input_config(config: ExperimentConfig):
-    from zoo.data.input import InputConfig
-
-    d = dict(config.input)
-    d.setdefault("seed", config.seed)
-    return InputConfig.from_dict(d)
+    return config.input_config()  # the input section, typed (its seed defaults to the config's)
 
 
 def training_dataset(config: ExperimentConfig, records: Optional[Sequence[str]] = None):
@@ -65,10 +64,30 @@ def training_dataset(config: ExperimentConfig, records: Optional[Sequence[str]] 
     from zoo.data.input import dataset
 
     source = list(records) if records else config.data_dir
-    if not source:
-        raise ConfigError("no training data: set data_dir in the config (or pass train_records)")
+    if not records:
+        check_data_dir(config)
     split = "train" if config.fold is not None else config.train_split
     return dataset(source, _input_config(config), split=split, fold=config.fold, training=True).repeat()
+
+
+def check_data_dir(config: ExperimentConfig) -> None:
+    """Fail in one line, naming the path, unless ``config.data_dir`` is a built data folder (summary.json) with the
+    training split's shards, or, with ``fold``, a folds.json that has that fold. Reads no records."""
+    from zoo.data.build import FOLDS, SUMMARY, select
+    from zoo.errors import DataError
+
+    d = config.data_dir
+    if not d:
+        raise ConfigError("no training data: set data_dir in the config (or pass train_records)")
+    if not os.path.isdir(d):
+        raise DataError(d, "data_dir does not exist or is not a folder (make it with `histozoo data build NAME "
+                           f"--root RAW --out {d}`)")
+    if not os.path.isfile(os.path.join(d, SUMMARY)):
+        raise DataError(d, f"data_dir is not a built data folder (no {SUMMARY}; make it with `histozoo data build`)")
+    if config.fold is not None and not os.path.isfile(os.path.join(d, FOLDS)):
+        raise DataError(os.path.join(d, FOLDS), f"fold={config.fold} needs this file, which only datasets with "
+                                                "cross-validation folds have (or use train_split / val_split)")
+    select(d, "train" if config.fold is not None else config.train_split, config.fold)
 
 
 def epoch_end_callback(ckpt_dir: str, tracker: Tracker, history: dict, on_epoch=None):
@@ -118,6 +137,10 @@ def train(config: ExperimentConfig, *, train_records: Optional[Sequence[str]] = 
 
     from zoo import models, losses
 
+    # the config was validated when it was built; the data source is checked here, before any output, model or
+    # MLflow run exists (a bad data_dir leaves nothing behind)
+    if not train_records:
+        check_data_dir(config)
     output_dir = output_dir or os.path.join("runs", config.name)
     ckpt_dir = os.path.join(output_dir, CKPT_DIR)
     os.makedirs(ckpt_dir, exist_ok=True)
@@ -147,13 +170,15 @@ def train(config: ExperimentConfig, *, train_records: Optional[Sequence[str]] = 
         tracker.set_tags({"histozoo.model": config.model, "histozoo.data": config.data_dir or "records"})
 
     eval_source = _eval_source(config, eval_records)
+    spec = make_spec(config, model, train_records)
+    spec.save(os.path.join(ckpt_dir, SPEC))
 
     def periodic_eval(epoch, m):
         if config.eval_every and eval_source and epoch % config.eval_every == 0 and epoch < config.epochs:
             from zoo.evaluation import evaluate
 
-            res = evaluate(m, eval_source[0], split=eval_source[1], fold=config.fold,
-                           postprocess=config.postprocess, max_images=4, hausdorff=False)
+            res = evaluate(m, eval_source[0], split=eval_source[1], fold=config.fold, spec=spec, max_images=4,
+                           hausdorff=False)
             return {f"val_{k}": v for k, v in res["mean"].items()}
         return {}
 
@@ -177,14 +202,14 @@ def train(config: ExperimentConfig, *, train_records: Optional[Sequence[str]] = 
         if eval_source:
             from zoo.evaluation import evaluate, save_overlays
 
-            res = evaluate(model, eval_source[0], split=eval_source[1], fold=config.fold,
-                           postprocess=config.postprocess, progress=bool(verbose))
+            res = evaluate(model, eval_source[0], split=eval_source[1], fold=config.fold, spec=spec,
+                           progress=bool(verbose))
             write_json(os.path.join(output_dir, "evaluation.json"), res)
             metrics = {f"{eval_source[1]}_{k}": v for k, v in res["mean"].items()}
             tracker.log_metrics(metrics)
             tracker.log_artifact(os.path.join(output_dir, "evaluation.json"))
             overlay_dir = save_overlays(model, eval_source[0], os.path.join(output_dir, "overlays"),
-                                        split=eval_source[1], fold=config.fold, postprocess=config.postprocess)
+                                        split=eval_source[1], fold=config.fold, spec=spec)
             tracker.log_artifact(overlay_dir, "overlays")
         plot_curves(history, os.path.join(output_dir, "curves.png"))
         tracker.log_artifact(os.path.join(output_dir, "curves.png"))
@@ -192,14 +217,32 @@ def train(config: ExperimentConfig, *, train_records: Optional[Sequence[str]] = 
         tracker.log_artifact(os.path.join(output_dir, "history.json"))
         version = None
         if track.get("log_model", True):
-            version = tracker.log_model(model, track.get("register_as", ""))
+            version = tracker.log_model(model, track.get("register_as", ""), spec=spec)
             if version:
                 _tag_version(track["register_as"], version, config, metrics)
         status = "FINISHED"
         return TrainResult(model=model, history=history, metrics=metrics, output_dir=output_dir,
-                           run_id=tracker.run_id, registered_version=version)
+                           run_id=tracker.run_id, registered_version=version, spec=spec)
     finally:
         tracker.end(status)
+
+
+def make_spec(config: ExperimentConfig, model, records: Optional[Sequence[str]] = None):
+    """The InferenceSpec of a model trained by ``config``: the input resolution (``input.mpp`` when training
+    resamples, else the training records' median ``meta/mpp``), the records' nucleus type names, the output channels
+    named by the training target, the model's padding divisor and the config's post-processing (``auto`` resolved)."""
+    from zoo.inference import InferenceSpec, channel_names, describe_data, model_channels, model_divisor
+
+    source = list(records) if records else config.data_dir
+    split = "train" if config.fold is not None else config.train_split
+    class_names, data_mpp = describe_data(source, split, config.fold)
+    inp = _input_config(config)
+    divisor = model_divisor(model)
+    c = model_channels(model, divisor)
+    typed = class_names if getattr(inp, "types", "none") == "merged" else ()
+    return InferenceSpec(channels=channel_names(c, inp.target, typed), class_names=class_names,
+                         mpp=inp.mpp if inp.mpp > 0 else data_mpp, divisor=divisor, stain=None,
+                         postprocess=config.postprocess, model=config.model)
 
 
 def _eval_source(config: ExperimentConfig, eval_records):
