@@ -33,6 +33,11 @@ def available_losses() -> list[str]:
     return _LOSSES.available()
 
 
+def loss_factory(name: str):
+    """The class (or factory) registered as ``name``; its keyword parameters are the loss's options."""
+    return _LOSSES.get(name)
+
+
 def get_loss(name: str, **options):
     """A new loss ``name`` configured with ``options``; unknown names / options raise ConfigError."""
     factory = _LOSSES.get(name)

@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import os
+import re
 from typing import Any, Optional
 
 from zoo.errors import ConfigError
@@ -31,19 +34,67 @@ OPTIMIZERS = ("adam", "sgd", "adamw")
 
 
 @dataclasses.dataclass(frozen=True)
-class ExperimentConfig:
-    """One training run.
+class TrackingConfig:
+    """MLflow settings of a run (the ``tracking`` section).
 
-    name: run / registered-model base name.  model, model_config: a registered zoo.models name and its config.
+    enabled: log the run to MLflow (``MLFLOW_TRACKING_URI``, default an sqlite file in the working directory).
+    experiment: the MLflow experiment.  register_as: registered-model name ("" = do not register).
+    log_model: log the trained model (with its InferenceSpec) as the run's MLflow model.
+    """
+
+    enabled: bool = True
+    experiment: str = "histozoo"
+    register_as: str = ""
+    log_model: bool = True
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.type == "bool" and not isinstance(v, bool):
+                raise ConfigError(f"tracking.{f.name}: expected true or false, got {v!r}")
+            if f.type == "str" and not isinstance(v, str):
+                raise ConfigError(f"tracking.{f.name}: expected a string, got {v!r}")
+        if not self.experiment:
+            raise ConfigError("tracking.experiment: must not be empty")
+
+    @classmethod
+    def from_dict(cls, d: Optional[dict]) -> "TrackingConfig":
+        if d is None:
+            return cls()
+        if not isinstance(d, dict):
+            raise ConfigError(f"tracking: expected a mapping, got {type(d).__name__}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        for k in d:
+            if k not in known:
+                raise ConfigError(f"tracking.{k}: unknown key (known: {', '.join(known)})")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """One training run, validated when it is built: every field's type and range, and every nested section against
+    the class that consumes it, so a typo fails before any data is read or any MLflow run starts. Errors are one
+    ``ConfigError`` line naming the key (``epochs``, ``input.patch_size``, ``postprocess.treshold``, ...);
+    ``load`` adds the file's path in front.
+
+    name: run / registered-model base name.  model, model_config: a registered zoo.models name and the options of its
+    config class (``zoo.models.get(model).config_class``).
     data_dir: a folder written by `histozoo data build` (or give record file lists to ``train``).
     train_split / val_split: shard splits ("train", "test", "all"); val_split "" = no validation.
     fold: with datasets that have folds.json (TNBC), train on fold k's train images, validate on its test images.
-    input: zoo.data.input.InputConfig fields.  loss, loss_config: zoo.losses name and options.
+    input: zoo.data.input.InputConfig fields (its ``seed`` defaults to the config's).  loss, loss_config: a
+    registered zoo.losses name and its keyword options.
     optimizer: adam | sgd | adamw; learning_rate, momentum (sgd), weight_decay (decoupled, keras optimizers).
-    epochs, steps_per_epoch, validation_steps (0 = the whole validation split), seed.
-    postprocess: how evaluation turns probabilities into instances (zoo.postprocess).
+    epochs, steps_per_epoch, seed.
+    postprocess: how evaluation turns probabilities into instances (zoo.postprocess.config.PostprocessConfig).
     eval_every: evaluate instance metrics on the validation split every N epochs (0 = only at the end).
-    tracking: MLflow settings: enabled, experiment, register_as ("" = do not register), log_model.
+    tracking: MLflow settings (TrackingConfig): enabled, experiment, register_as ("" = do not register), log_model.
+
+    The sections are stored as the plain mappings they were given (so ``to_dict`` / YAML round-trip exactly);
+    ``input_config()`` and ``tracking_config()`` return them typed, with the defaults filled in.
     """
 
     name: str = "experiment"
@@ -62,7 +113,6 @@ class ExperimentConfig:
     weight_decay: float = 0.0
     epochs: int = 10
     steps_per_epoch: int = 100
-    validation_steps: int = 0
     seed: int = 0
     postprocess: dict = dataclasses.field(default_factory=lambda: {"method": "auto"})
     eval_every: int = 0
@@ -70,18 +120,130 @@ class ExperimentConfig:
                                                                  "register_as": "", "log_model": True})
 
     def __post_init__(self):
+        self._check_types()
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if not self.name:
+            raise ConfigError("name: must not be empty")
         for k in ("epochs", "steps_per_epoch"):
-            if int(getattr(self, k)) < 1:
+            if getattr(self, k) < 1:
                 raise ConfigError(f"{k} must be >= 1, got {getattr(self, k)}")
+        for k in ("seed", "eval_every"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)}")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if self.fold is not None and int(self.fold) < 1:
+        if not 0 <= self.momentum <= 1:
+            raise ConfigError(f"momentum must lie in [0, 1], got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.fold is not None and self.fold < 1:
             raise ConfigError(f"fold must be >= 1, got {self.fold}")
-        for k in ("model_config", "input", "loss_config", "postprocess", "tracking"):
-            if not isinstance(getattr(self, k), dict):
-                raise ConfigError(f"{k} must be a mapping, got {type(getattr(self, k)).__name__}")
+        self._check_sections()
+
+    # ------------------------------------------------------------------ validation
+    def _check_types(self) -> None:
+        """Every top-level field has its declared type: ints reject "five", [1, 2] and true; floats take ints
+        (stored as floats) but no strings; strings reject lists; ``fold`` is an integer or null."""
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.type == "int" or f.type == "Optional[int]":
+                if f.type == "Optional[int]" and v is None:
+                    continue
+                if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                    null = " or null" if f.type == "Optional[int]" else ""
+                    raise ConfigError(f"{f.name}: expected an integer{null}, got {v!r}")
+                object.__setattr__(self, f.name, int(v))  # numpy integers -> int (JSON/YAML)
+            elif f.type == "float":
+                if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                    raise ConfigError(f"{f.name}: expected a finite number, got {v!r}")
+                object.__setattr__(self, f.name, float(v))
+            elif f.type == "str":
+                if not isinstance(v, str):
+                    raise ConfigError(f"{f.name}: expected a string, got {v!r}")
+            elif f.type == "dict":
+                if not isinstance(v, dict):
+                    raise ConfigError(f"{f.name} must be a mapping, got {type(v).__name__}")
+                bad = [k for k in v if not isinstance(k, str)]
+                if bad:
+                    raise ConfigError(f"{f.name}: keys must be strings, got {bad[0]!r}")
+
+    def _check_sections(self) -> None:
+        """Each nested section against the class that consumes it (imported here, lazily)."""
+        inp = self.input_config()
+        model_cfg = self._check_model()
+        self._check_loss()
+        self.tracking_config()
+        pp = self._check_postprocess()
+        num_classes = getattr(model_cfg, "num_classes", None)
+        if isinstance(num_classes, int) and num_classes < inp.num_classes:
+            raise ConfigError(f"model_config.num_classes: {self.model!r} predicts {num_classes} classes but "
+                              f"input.target {inp.target!r} makes labels of {inp.num_classes} classes")
+        if isinstance(num_classes, int) and pp is not None:
+            try:
+                pp.resolve(num_classes)
+            except ConfigError as e:
+                raise ConfigError(f"postprocess.method: {e} (model_config.num_classes)") from None
+
+    def input_config(self):
+        """The ``input`` section as a zoo.data.input.InputConfig (``seed`` defaults to the config's seed)."""
+        from zoo.data.input import InputConfig
+
+        known = [f.name for f in dataclasses.fields(InputConfig)]
+        for k in self.input:
+            if k not in known:
+                raise ConfigError(f"input.{k}: unknown option (known: {', '.join(known)})")
+        try:
+            return InputConfig.from_dict({"seed": self.seed, **self.input})
+        except ConfigError as e:
+            msg = str(e)
+            raise ConfigError("input." + msg[len("InputConfig."):] if msg.startswith("InputConfig.")
+                              else f"input: {msg}") from None
+
+    def tracking_config(self) -> TrackingConfig:
+        """The ``tracking`` section as a TrackingConfig (defaults filled in)."""
+        return TrackingConfig.from_dict(self.tracking)
+
+    def _check_model(self):
+        from zoo import models
+
+        cls = models.get(self.model)  # ConfigError: unknown model 'unett' (available: ...)
+        config_class = cls.config_class
+        known = [f.name for f in dataclasses.fields(config_class)]
+        for k in self.model_config:
+            if k not in known:
+                raise ConfigError(f"model_config.{k}: not an option of model {self.model!r} "
+                                  f"(options: {', '.join(known)})")
+        try:
+            return config_class.from_dict(self.model_config)
+        except ConfigError as e:
+            raise ConfigError(f"model_config: {e}") from None
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"model_config: model {self.model!r}: {e}") from None
+
+    def _check_loss(self) -> None:
+        from zoo import losses, options
+        from zoo.losses.registry import loss_factory
+
+        factory = loss_factory(self.loss)  # ConfigError: unknown loss 'dise' (available: ...)
+        options.check(self.loss_config, factory, "loss_config", f"loss {self.loss!r}", skip=("self", "dtype"))
+        try:
+            losses.get_loss(self.loss, **self.loss_config)
+        except ConfigError as e:
+            raise ConfigError(f"loss_config: {e}") from None
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"loss_config: loss {self.loss!r}: {e}") from None
+
+    def _check_postprocess(self):
+        from zoo.postprocess.config import PostprocessConfig
+
+        try:
+            return PostprocessConfig.from_dict(self.postprocess)
+        except ConfigError as e:
+            msg = str(e)
+            raise ConfigError(msg if msg.startswith("postprocess") else f"postprocess: {msg}") from None
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"postprocess: {e}") from None
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict:
@@ -89,8 +251,17 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ExperimentConfig":
+        if not isinstance(d, dict):
+            raise ConfigError(f"experiment config: expected a mapping, got {type(d).__name__}")
+        d = dict(d)
+        if "validation_steps" in d:  # removed: it was never read. Runs' saved config.yaml files carry 0: accept that
+            if d["validation_steps"] not in (0, None) or isinstance(d["validation_steps"], bool):
+                raise ConfigError(f"validation_steps: no longer an option (it was never read: the final evaluation "
+                                  f"uses the whole validation split, eval_every its first 4 images), got "
+                                  f"{d['validation_steps']!r}")
+            del d["validation_steps"]
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(map(str, set(d) - known))
         if unknown:
             raise ConfigError(f"unknown experiment config keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
         return cls(**d)
@@ -107,7 +278,7 @@ class ExperimentConfig:
 
         try:
             with open(path) as fh:
-                d = yaml.safe_load(fh) or {}
+                d = yaml.load(fh, Loader=_loader()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML/JSON ({str(e).splitlines()[0]})") from None
         if not isinstance(d, dict):
@@ -116,7 +287,7 @@ class ExperimentConfig:
             return cls.from_dict(d)
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
-        except TypeError as e:
+        except (TypeError, ValueError) as e:
             raise ConfigError(f"{path}: {e}") from None
 
     def save(self, path: str) -> None:
@@ -126,3 +297,19 @@ class ExperimentConfig:
         with open(path + ".tmp", "w") as fh:
             yaml.safe_dump(self.to_dict(), fh, sort_keys=False)
         os.replace(path + ".tmp", path)
+
+
+_FLOAT_12 = re.compile(r"""^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+
+                           |\.[0-9_]+(?:[eE][-+]?[0-9]+)?|\.(?:inf|Inf|INF))$|^\.(?:nan|NaN|NAN)$""", re.X)
+
+
+def _loader():
+    """yaml.SafeLoader that also reads ``1e-4`` as a float (YAML 1.2; PyYAML's YAML 1.1 resolver wants a dot,
+    ``1.0e-4``, and would hand the string "1e-4" to a float field)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
+    return Loader

@@ -26,7 +26,12 @@ def main(argv=None) -> int:
             changes["data_dir"] = a.data
         for key, val in (("epochs", a.epochs), ("steps_per_epoch", a.steps_per_epoch), ("fold", a.fold)):
             if val:
-                changes[key] = int(val)
+                try:
+                    changes[key] = int(val)
+                except ValueError:
+                    from zoo.errors import ConfigError
+
+                    raise ConfigError(f"{key}: expected an integer, got {val!r}") from None
         res = train(cfg.replace(**changes))
     except ZooError as e:
         print(f"histozoo: error: {e}", file=sys.stderr)

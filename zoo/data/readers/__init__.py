@@ -5,6 +5,11 @@
 
 Add a dataset by writing ``readers/<name>.py`` with a ``@register("<name>")`` subclass of ``Reader``
 and importing it below.
+
+A reader's options (``histozoo data build NAME --option key=value``, ``build(..., **options)``, the TFX ExampleGen's
+``reader_options``) are exactly the keyword parameters of its ``__init__``: an unknown key or a value of the wrong
+type is a one-line ConfigError naming the option and listing the accepted ones, raised when the reader is created
+(``Reader.__new__``, so every subclass and every caller gets the check). ``reader_options(name)`` lists them.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from zoo import options as _options
 from zoo.data.sample import Sample
 from zoo.errors import DataError
 from zoo.registry import Registry
@@ -28,6 +34,15 @@ def get_reader(name: str):
     return _REGISTRY.get(name)
 
 
+def reader_options(name: str) -> dict[str, Any]:
+    """{option: default} that the reader registered as ``name`` accepts (``None`` where it has no default)."""
+    return {k: (None if p.default is p.empty else p.default)
+            for k, p in _options.accepted(get_reader(name), _NOT_OPTIONS).items()}
+
+
+_NOT_OPTIONS = ("self", "root")
+
+
 class Reader:
     """Base class. Subclasses set ``class_names`` and implement ``items`` and ``read``."""
 
@@ -37,6 +52,12 @@ class Reader:
     marker: str = ""
     #: (path, reason) of inputs the reader left out (the folder reader's unpaired files); stored in summary.json
     skipped: tuple = ()
+
+    def __new__(cls, *args: Any, **options: Any):
+        # every reader's options, checked against its __init__'s keyword parameters before any file is touched
+        _options.check({k: v for k, v in options.items() if k != "root"}, cls, "", f"dataset {cls.name!r}",
+                       skip=_NOT_OPTIONS)
+        return super().__new__(cls)
 
     def __init__(self, root: str, **options: Any):
         self.root = os.path.abspath(root)

@@ -17,7 +17,7 @@ from scipy import ndimage
 from zoo.data.imageio import check_same_size, read_label, read_rgb
 from zoo.data.readers import Reader, register
 from zoo.data.sample import Sample
-from zoo.errors import DataError
+from zoo.errors import ConfigError, DataError
 
 
 def binary_to_instances(mask: np.ndarray, connectivity: int = 8) -> np.ndarray:
@@ -40,6 +40,8 @@ class TNBCReader(Reader):
         super().__init__(root, **options)
         if not glob.glob(os.path.join(self.root, "Slide_*")):
             raise DataError(root, "not a TNBC dataset folder (no Slide_XX folders inside it)")
+        if connectivity not in (4, 8):
+            raise ConfigError(f"dataset 'tnbc': option 'connectivity' must be 4 or 8, got {connectivity!r}")
         self.connectivity = int(connectivity)
 
     def items(self) -> list[str]:
