@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Optional
 
 from pipelines import configs
+from zoo import atomic
 
 
 def compile_pipeline(experiment, dataset: str, data_root: str, out: str, target: str = "kubeflow",
@@ -36,18 +36,16 @@ def compile_pipeline(experiment, dataset: str, data_root: str, out: str, target:
                                pipeline_name=name, module_file=None, run_fn=configs.RUN_FN, baseline="latest",
                                **kwargs)
     out = os.path.abspath(out)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    tmpdir = tempfile.mkdtemp(prefix=".compile-", dir=os.path.dirname(out))
+    tmpdir = atomic.temp_sibling(out, keep_suffix=False)
+    os.mkdir(tmpdir)
     try:
         runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
             config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
             output_dir=tmpdir, output_filename="pipeline.json")
         runner.run(pipeline, write_out=True)
-        os.replace(os.path.join(tmpdir, "pipeline.json"), out)
+        atomic.commit(os.path.join(tmpdir, "pipeline.json"), out)
     finally:
-        for f in os.listdir(tmpdir):
-            os.remove(os.path.join(tmpdir, f))
-        os.rmdir(tmpdir)
+        atomic.discard(tmpdir)
     with open(out) as fh:
         return json.load(fh)
 

@@ -15,6 +15,7 @@ import dataclasses
 import os
 from typing import Iterable, Mapping
 
+from zoo import atomic
 from zoo.errors import ConfigError, DataError
 
 # BatchingParameters (session_bundle_config.proto): name -> (field number, wrapper type or scalar kind)
@@ -79,15 +80,6 @@ class BatchingConfig:
                               f"max_batch_size={self.max_batch_size}")
 
 
-def _write_atomic(path: str, text: str) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
-
-
 # ------------------------------------------------------------------------------------------ model config
 def model_server_config(entries: Iterable[ModelEntry]):
     """The ``ModelServerConfig`` proto for ``entries``."""
@@ -119,7 +111,7 @@ def model_config_text(entries: Iterable[ModelEntry]) -> str:
 
 def write_model_config(path: str, entries: Iterable[ModelEntry]) -> str:
     """Write the model config file atomically; returns ``path``."""
-    return _write_atomic(path, model_config_text(entries))
+    return atomic.write_text(path, model_config_text(entries))
 
 
 def read_model_config(path: str) -> list[ModelEntry]:
@@ -176,7 +168,7 @@ def write_batching_parameters(path: str, cfg: BatchingConfig) -> str:
     """Write the batching parameters file atomically; returns ``path``."""
     text = batching_text(cfg)
     parse_batching_parameters(text)  # never write what the server would reject
-    return _write_atomic(path, text)
+    return atomic.write_text(path, text)
 
 
 _BATCHING_CLASS = None

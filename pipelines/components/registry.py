@@ -22,6 +22,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from pipelines.components.evaluator import METRICS_FILE, read_run_info
+from zoo import atomic
 
 
 class RegisteredModelVersion(types.Artifact):
@@ -98,10 +99,9 @@ class Executor(base_executor.BaseExecutor):
             decision = tracking.promote(name, exec_properties["promote_metric"],
                                         float(exec_properties.get("promote_margin") or 0.0), version=str(version))
             out.set_int_custom_property("promoted", int(decision["promoted"]))
-        with open(os.path.join(out.uri, "registered.json.tmp"), "w") as fh:
-            json.dump({"name": name, "version": str(version), "run_id": run_id, "tags": tags,
-                       "promotion": decision}, fh, indent=1, default=str)
-        os.replace(os.path.join(out.uri, "registered.json.tmp"), os.path.join(out.uri, "registered.json"))
+        atomic.write_json(os.path.join(out.uri, "registered.json"),
+                          {"name": name, "version": str(version), "run_id": run_id, "tags": tags,
+                           "promotion": decision}, indent=1, default=str)
 
 
 class MlflowRegistrar(base_component.BaseComponent):

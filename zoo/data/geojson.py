@@ -30,11 +30,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
+from zoo import atomic
 from zoo.data.polygons import rasterize
 from zoo.errors import DataError
 
@@ -261,17 +261,8 @@ def write_features(features: list[dict], path: str | os.PathLike) -> int:
     """Write GeoJSON Features as one FeatureCollection, atomically (temp file + rename); returns their count."""
     path = os.fspath(path)
     feats = list(features)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".geojson", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"type": "FeatureCollection", "features": feats}, fh, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic.atomic_path(path) as tmp, open(tmp, "w") as fh:
+        json.dump({"type": "FeatureCollection", "features": feats}, fh, separators=(",", ":"))
     return len(feats)
 
 

@@ -28,6 +28,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from zoo import atomic
 from zoo.data.sample import Sample
 from zoo.errors import DataError
 
@@ -207,8 +208,8 @@ def to_sample(serialized: bytes) -> Sample:
 class ShardWriter:
     """Writes serialized Examples into ``{prefix}-{k:05d}.tfrecord.gz`` files, ``per_shard`` records each.
 
-    Every shard is written to a ``.tmp`` name and renamed when closed, so a crash never leaves a partial
-    shard under a real name. ``abort()`` deletes whatever is in progress.
+    Every shard is written to a hidden temporary name (``zoo.atomic.temp_sibling``) and renamed when closed, so a
+    crash never leaves a partial shard under a real name. ``abort()`` deletes whatever is in progress.
     """
 
     def __init__(self, out_dir: str, prefix: str, per_shard: int = 64):
@@ -223,7 +224,7 @@ class ShardWriter:
         tf = _tf()
         if self._writer is None:
             final = os.path.join(self.out_dir, f"{self.prefix}-{len(self.paths):05d}{SHARD_SUFFIX}")
-            self._tmp = final + ".tmp"
+            self._tmp = atomic.temp_sibling(final, keep_suffix=False)
             self._writer = tf.io.TFRecordWriter(self._tmp, options=COMPRESSION)
             self.paths.append(final)
         self._writer.write(record)
@@ -234,7 +235,7 @@ class ShardWriter:
     def _finish(self):
         if self._writer is not None:
             self._writer.close()
-            os.replace(self._tmp, self.paths[-1])
+            atomic.commit(self._tmp, self.paths[-1])
             self._writer, self._tmp, self._count = None, None, 0
 
     def close(self) -> list[str]:
@@ -244,8 +245,7 @@ class ShardWriter:
     def abort(self) -> None:
         if self._writer is not None:
             self._writer.close()
-            if self._tmp and os.path.exists(self._tmp):
-                os.remove(self._tmp)
+            atomic.discard(self._tmp)
             self.paths.pop()
             self._writer = None
 

@@ -1,0 +1,90 @@
+"""``histozoo pipeline run | compile``: the TFX pipeline. ``pipelines`` (the only package that imports tfx) is
+imported inside the commands, so every other command runs where tfx is not installed."""
+
+from __future__ import annotations
+
+import os
+
+from histozoo.commands import parse_key_values
+
+
+def _pipeline_kwargs(args) -> dict:
+    kw = {"reader_options": parse_key_values(args.option), "eval_max_images": args.eval_max_images,
+          "mlflow_tracking_uri": args.mlflow_tracking_uri or "", "promote_metric": args.promote_metric or ""}
+    if args.threshold:
+        kw["thresholds"] = {k: float(v) for k, v in parse_key_values(args.threshold).items()}
+    if args.compare_metric:
+        kw["compare_metric"] = args.compare_metric
+    if args.min_improvement is not None:
+        kw["min_improvement"] = args.min_improvement
+    if args.registered_model:
+        kw["registered_model_name"] = args.registered_model
+    return kw
+
+
+def _cmd_run(args) -> int:
+    from pipelines import configs, require_tfx
+
+    require_tfx()
+    from pipelines.local_runner import format_summary, run_local
+
+    beam = list(args.beam_arg or []) or configs.direct_beam_args(args.workers, args.direct_mode)
+    result = run_local(args.config, args.dataset, args.data_root, name=args.name, home=args.home, beam_args=beam,
+                       **_pipeline_kwargs(args))
+    print(format_summary(result))
+    return 0
+
+
+def _cmd_compile(args) -> int:
+    from pipelines import configs, require_tfx
+
+    require_tfx()
+    from pipelines.kubeflow_runner import compile_pipeline, dag_tasks
+
+    spec = compile_pipeline(args.config, args.dataset, args.data_root, args.out, target=args.target,
+                            pipeline_root=args.pipeline_root, image=args.image or configs.PIPELINE_IMAGE,
+                            name=args.name, beam_args=list(args.beam_arg or []) or None, **_pipeline_kwargs(args))
+    print(f"wrote {args.target} pipeline spec {os.path.abspath(args.out)} ({len(dag_tasks(spec))} tasks)")
+    return 0
+
+
+def _common(q) -> None:
+    q.add_argument("name", help="pipeline name (artifacts, MLMD context, default registered-model name)")
+    q.add_argument("--config", required=True, help="experiment config (YAML/JSON) of the model to train")
+    q.add_argument("--dataset", required=True, help="dataset reader name (see `histozoo data list`)")
+    q.add_argument("--data-root", required=True, help="the raw dataset folder (or a gs:// path when compiling)")
+    q.add_argument("--option", action="append", metavar="KEY=VALUE", help="reader option (repeatable)")
+    q.add_argument("--threshold", action="append", metavar="METRIC=MIN",
+                   help="blessing threshold, e.g. aji=0.5 (repeatable; default pixel_dice=0 aji=0)")
+    q.add_argument("--compare-metric", default=None, help="metric that must beat the blessed baseline (aji)")
+    q.add_argument("--min-improvement", type=float, default=None, help="margin over the baseline (0)")
+    q.add_argument("--eval-max-images", type=int, default=0, help="score only the first N eval images (0 = all)")
+    q.add_argument("--registered-model", default=None, help="MLflow registered model name")
+    q.add_argument("--mlflow-tracking-uri", default=None, help="MLflow store (default $MLFLOW_TRACKING_URI "
+                   "or mlruns/ under the working directory)")
+    q.add_argument("--promote-metric", default=None,
+                   help="after registering, promote to champion if it beats it on this run metric (eval_aji)")
+    q.add_argument("--beam-arg", action="append", metavar="ARG",
+                   help="Beam pipeline arg, e.g. --beam-arg=--runner=FlinkRunner (repeatable)")
+
+
+def add(sub) -> None:
+    p = sub.add_parser("pipeline", help="TFX pipeline: run locally or compile for Kubeflow / Vertex (needs the "
+                       "tfx extra, or scripts/tfx_env.sh)")
+    psub = p.add_subparsers(dest="pipeline_cmd", required=True)
+    r = psub.add_parser("run", help="run the pipeline with LocalDagRunner + a sqlite MLMD store (cached re-runs)")
+    _common(r)
+    r.add_argument("--home", default=None, help="local root for artifacts, MLMD and serving models "
+                   "(default $HISTOZOO_PIPELINE_HOME or ./tfx_root)")
+    r.add_argument("--workers", type=int, default=0, help="DirectRunner worker processes (0 = one per CPU)")
+    r.add_argument("--direct-mode", default="multi_processing",
+                   choices=["in_memory", "multi_threading", "multi_processing"])
+    r.set_defaults(func=_cmd_run)
+    c = psub.add_parser("compile", help="write a Kubeflow V2 pipeline spec (JSON) for Kubeflow or Vertex")
+    _common(c)
+    c.add_argument("--target", choices=["kubeflow", "vertex"], default="kubeflow")
+    c.add_argument("--out", required=True, help="output JSON file")
+    c.add_argument("--pipeline-root", default=None, help="artifact root on the cluster (gs://...)")
+    c.add_argument("--image", default=None, help="container image with histozoo[tfx] "
+                   "(default $HISTOZOO_PIPELINE_IMAGE or histozoo-tfx:latest)")
+    c.set_defaults(func=_cmd_compile)
