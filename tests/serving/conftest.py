@@ -46,20 +46,21 @@ def reference(model, images_float: np.ndarray, divisor: int = DIVISOR) -> np.nda
 
 
 def reference_instances(probs: np.ndarray) -> np.ndarray:
-    """scipy's 8-connected labels of argmax == 1, grown (numpy, 3x3 maximum) into argmax == 2 for 3 classes."""
-    cm = probs.argmax(-1)
-    out = np.zeros(cm.shape, np.int32)
-    for i in range(len(cm)):
-        lab = ndi.label(cm[i] == 1, np.ones((3, 3)))[0].astype(np.int32)
-        if probs.shape[-1] >= 3:
-            into = cm[i] == 2
-            while True:
-                grown = np.where(into & (lab == 0), ndi.maximum_filter(lab, 3, mode="constant"), lab)
-                if (grown == lab).all():
-                    break
-                lab = grown
-        out[i] = lab
-    return out
+    """The numpy ``threshold`` post-processing (zoo.postprocess.config) of each image: components of
+    P(nucleus) > 0.5, what the exports below compute in the graph."""
+    from zoo.postprocess.config import nucleus_probability, threshold_components
+
+    return np.stack([threshold_components(nucleus_probability(p), 0.5) for p in probs])
+
+
+THRESHOLD = {"method": "threshold", "threshold": 0.5}
+
+
+def spec_of(model, **fields):
+    """The InferenceSpec the exports below use: divisor 4, in-graph ``threshold`` instances."""
+    from zoo.inference import default_spec
+
+    return default_spec(model, THRESHOLD, divisor=DIVISOR, **fields)
 
 
 def he_like(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -89,9 +90,9 @@ def exported(models, tmp_path_factory):
     from serving.export import export
 
     root = tmp_path_factory.mktemp("exports")
-    export(models["binary_v1"], str(root / "binary"), metadata={"mpp": 0.25})
-    export(models["binary_v2"], str(root / "binary"))
-    export(models["three"], str(root / "three"))
+    export(models["binary_v1"], str(root / "binary"), spec=spec_of(models["binary_v1"], mpp=0.25))
+    export(models["binary_v2"], str(root / "binary"), spec=spec_of(models["binary_v2"]))
+    export(models["three"], str(root / "three"), spec=spec_of(models["three"]))
     return {"binary": root / "binary", "three": root / "three"}
 
 
@@ -120,4 +121,4 @@ def sv():
     import types
 
     return types.SimpleNamespace(tiny_model=tiny_model, reference=reference, reference_instances=reference_instances,
-                                 he_like=he_like, DIVISOR=DIVISOR)
+                                 he_like=he_like, spec_of=spec_of, DIVISOR=DIVISOR)

@@ -17,11 +17,21 @@ from histozoo.cli import main
 def test_export_cli_from_keras_file(sv, tmp_path, capsys):
     model = sv.tiny_model(2, 4)
     model.save(tmp_path / "tiny.keras")
+    sv.spec_of(model).save(str(tmp_path / "spec.json"))  # the spec beside the .keras file travels with it
     assert main(["export", str(tmp_path / "tiny.keras"), "--out", str(tmp_path / "exp"), "--version", "5",
-                 "--mpp", "0.5", "--class-names", "background,nucleus"]) == 0
-    assert "exp/5" in capsys.readouterr().out
+                 "--mpp", "0.5", "--class-names", "tumour,stroma"]) == 0
+    cap = capsys.readouterr()
+    assert "exp/5" in cap.out and "post-processing threshold, in the graph" in cap.out
+    # each override of the model's spec is said in one line
+    assert "overriding the model's inference spec: mpp 0.0 -> 0.5" in cap.err
+    assert "class_names () -> ('tumour', 'stroma')" in cap.err
     meta = json.loads((tmp_path / "exp" / "5" / "assets" / "histozoo.json").read_text())
-    assert meta["mpp"] == 0.5 and meta["source"].endswith("tiny.keras") and meta["divisor"] == 32
+    assert meta["spec"]["mpp"] == 0.5 and meta["spec"]["divisor"] == sv.DIVISOR
+    assert meta["spec"]["class_names"] == ["tumour", "stroma"] and meta["source"].endswith("tiny.keras")
+    assert main(["export", str(tmp_path / "tiny.keras"), "--out", str(tmp_path / "exp"),
+                 "--postprocess", "method=three_clas"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "postprocess.method must be one of" in err
     assert main(["export", str(tmp_path / "missing.keras"), "--out", str(tmp_path / "exp")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "missing.keras: no such model file" in err
@@ -54,7 +64,7 @@ def test_predict_cli_writes_pngs_and_summary(server, shared_data, tmp_path, caps
     bad.write_bytes(b"not a png")
     assert main(["predict", "--server", server.target, "--model", "three", str(bad), "--out", str(out),
                  "--quiet"]) == 2
-    assert "bad.png: the server refused it (INVALID_ARGUMENT" in capsys.readouterr().err
+    assert "bad.png: unreadable image" in capsys.readouterr().err  # decoded here, before any request
 
 
 def test_serve_cli_subprocess(exported, tmp_path):

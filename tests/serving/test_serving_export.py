@@ -56,6 +56,8 @@ def test_saved_model_cli_shows_the_four_signatures(exported):
                                 "instances": ["DT_INT32", "(-1, -1, -1)"],
                                 "num_instances": ["DT_INT32", "(-1)"]}, name
         assert s["method"] == "tensorflow/serving/predict"
+    assert sigs["histozoo_spec"]["inputs"] == {"unused": ["DT_INT32", "(-1)"]}
+    assert sigs["histozoo_spec"]["outputs"] == {"spec": ["DT_STRING", "()"]}
 
 
 def test_tf1_session_loader_matches_in_process(exported, models, sv):
@@ -73,43 +75,46 @@ def test_tf1_session_loader_matches_in_process(exported, models, sv):
             np.testing.assert_array_equal(out["instances"], sv.reference_instances(want))
 
 
-def test_version_layout_and_metadata(exported, models):
-    from serving.export import _next_version
+def test_version_layout_and_metadata(exported, models, sv):
+    from serving.export import _next_version, read_spec
 
     assert sorted(os.listdir(exported["binary"])) == ["1", "2"]  # no temporary folders left behind
     assert _next_version(str(exported["binary"])) == 3
     meta = read_metadata(str(exported["binary"] / "1"))
-    assert meta["version"] == 1 and meta["mpp"] == 0.25 and meta["num_classes"] == 2
-    assert meta["class_names"] == ["background", "nucleus"] and meta["divisor"] == 4
+    assert meta["version"] == 1 and meta["num_classes"] == 2 and meta["instances_in_graph"] is True
     assert meta["model_name"] == models["binary_v1"].name and meta["config"]["name"] == models["binary_v1"].name
-    assert read_metadata(str(exported["three"] / "1"))["class_names"] == ["background", "interior", "boundary"]
+    spec = read_spec(str(exported["binary"] / "1"))
+    assert spec == sv.spec_of(models["binary_v1"], mpp=0.25)
+    assert spec.mpp == 0.25 and spec.divisor == 4 and spec.channels == ("background", "nucleus")
+    assert read_spec(str(exported["three"] / "1")).channels == ("background", "interior", "boundary")
     with pytest.raises(ConfigError, match="already exists"):
         export(models["binary_v1"], str(exported["binary"]), version=2)
 
 
-class _Invert:
-    """A stand-in for a zoo.stain normalizer: a pure-TF uint8 -> uint8 transform."""
-
-    def tf_transform(self, images):
-        import tensorflow as tf
-
-        return tf.cast(255 - tf.cast(images, tf.int32), tf.uint8)
-
-
-def test_stain_transform_runs_in_the_graph_and_crash_leaves_nothing(models, sv, tmp_path, monkeypatch):
+def test_stain_from_the_spec_runs_in_the_graph_and_crash_leaves_nothing(models, sv, tmp_path, monkeypatch):
     import keras
     import tensorflow as tf
 
-    path = export(models["binary_v1"], str(tmp_path / "m"), stain=_Invert())
+    from serving.export import read_spec
+    from zoo.inference import KerasForward
+    from zoo.stain.reinhard import ReinhardNormalizer
+
+    target = (sv.he_like(64, 64, 3) * np.array([0.75, 0.95, 0.6])).astype(np.uint8)  # another stain colour
+    norm = ReinhardNormalizer().fit(target)
+    spec = sv.spec_of(models["binary_v1"], stain=norm.to_json())
+    path = export(models["binary_v1"], str(tmp_path / "m"), spec=spec)
     assert path.endswith(os.sep + "1")
-    assert read_metadata(path)["stain"] == {"method": "_Invert"}
+    assert read_spec(path).stain["method"] == "reinhard"
     fn = tf.saved_model.load(path).signatures
     imgs = np.stack([sv.he_like(32, 36, 9)])
-    want = sv.reference(models["binary_v1"], (255 - imgs).astype(np.float32) / 255.0)
+    normalized = np.asarray(norm.transform(imgs))
+    assert np.abs(normalized.astype(int) - imgs).max() > 5  # the stain transform changes the image
+    want = sv.reference(models["binary_v1"], normalized.astype(np.float32) / 255.0)
     out = fn["predict_images"](images=tf.constant(imgs))
-    assert np.abs(out["probabilities"].numpy() - want).max() < 1e-5
+    assert np.abs(out["probabilities"].numpy() - want).max() < 1e-4
+    np.testing.assert_array_equal(out["probabilities"].numpy(), KerasForward(models["binary_v1"], spec)(imgs))
     out = fn["serving_default"](images=tf.constant(imgs.astype(np.float32) / 255.0))
-    assert np.abs(out["probabilities"].numpy() - want).max() < 1e-5
+    assert np.abs(out["probabilities"].numpy() - want).max() < 1e-4
 
     def crash(self, filepath, **kw):
         os.makedirs(os.path.join(filepath, "variables"))
@@ -117,19 +122,17 @@ def test_stain_transform_runs_in_the_graph_and_crash_leaves_nothing(models, sv, 
 
     monkeypatch.setattr(type(keras.export.ExportArchive()), "write_out", crash)  # the backend subclass
     with pytest.raises(OSError, match="disk full"):
-        export(models["binary_v1"], str(tmp_path / "m"))
+        export(models["binary_v1"], str(tmp_path / "m"), spec=spec)
     assert os.listdir(tmp_path / "m") == ["1"]
 
 
-def test_bad_arguments_are_config_errors(models, tmp_path):
+def test_bad_arguments_are_config_errors(models, sv, tmp_path):
     import keras
 
-    with pytest.raises(ConfigError, match="instance_mode"):
-        export(models["binary_v1"], str(tmp_path), instance_mode="watershed")
-    with pytest.raises(ConfigError, match="threshold"):
-        export(models["binary_v1"], str(tmp_path), threshold=1.5)
-    with pytest.raises(ConfigError, match="tf_transform"):
-        export(models["binary_v1"], str(tmp_path), stain=object())
+    with pytest.raises(ConfigError, match="max_iters"):
+        export(models["binary_v1"], str(tmp_path), spec=sv.spec_of(models["binary_v1"]), max_iters=0)
+    with pytest.raises(ConfigError, match=r"3 output channels; its spec names 2"):
+        export(models["three"], str(tmp_path), spec=sv.spec_of(models["binary_v1"]))
     x = keras.Input((None, None, 3))
     flat = keras.Model(x, keras.layers.GlobalAveragePooling2D()(x), name="classifier")
     with pytest.raises(ConfigError, match=r"classifier.*\[B, H, W, C>=2\]"):

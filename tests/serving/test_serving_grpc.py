@@ -75,10 +75,12 @@ def test_versions_and_labels(client, models, sv):
 
 def test_metadata_lists_signatures(client):
     sigs = client.metadata("binary", version=1)
-    assert set(sigs) == {"serving_default", "predict_images", "predict_bytes", "predict_examples"}
+    assert set(sigs) == {"serving_default", "predict_images", "predict_bytes", "predict_examples", "histozoo_spec"}
     dtype = {k: (list(s.inputs), s.inputs[list(s.inputs)[0]].dtype) for k, s in sigs.items()}
     assert dtype == {"serving_default": (["images"], 1), "predict_images": (["images"], 4),  # DT_FLOAT, DT_UINT8
-                     "predict_bytes": (["image_bytes"], 7), "predict_examples": (["examples"], 7)}  # DT_STRING
+                     "predict_bytes": (["image_bytes"], 7), "predict_examples": (["examples"], 7),  # DT_STRING
+                     "histozoo_spec": (["unused"], 3)}  # DT_INT32
+    assert set(sigs.pop("histozoo_spec").outputs) == {"spec"}
     for s in sigs.values():
         assert set(s.outputs) == {"probabilities", "class_map", "instances", "num_instances"}
         assert s.method_name == "tensorflow/serving/predict"

@@ -1,5 +1,5 @@
 """The in-graph instance map (serving.export): label propagation with pointer jumping == scipy.ndimage.label
-(8-connectivity), boundary growth, and the two instance modes."""
+(8-connectivity), and the ``threshold`` post-processing's TF twin == its numpy original."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import scipy.ndimage as ndi
 import tensorflow as tf
 
-from serving.export import grow_labels, instances_from_probabilities, label_components
+from serving.export import label_components, nucleus_probability_tf, threshold_components_tf
 
 EIGHT = np.ones((3, 3), int)
 
@@ -57,20 +57,33 @@ def test_empty_and_full_masks():
     assert (got[0] == 0).all() and (got[1] == 1).all()
 
 
-def test_grow_into_boundary_pixels():
-    lab = np.zeros((1, 7, 9), np.int32)
-    lab[0, 3, 2], lab[0, 3, 6] = 1, 2
-    into = np.zeros((1, 7, 9), bool)
-    into[0, 1:6, 0:9] = True  # a band around both seeds; column 4 is equidistant (larger label wins)
-    got = grow_labels(tf.constant(lab), tf.constant(into)).numpy()[0]
-    assert (got[0] == 0).all() and (got[6] == 0).all()  # outside the band: untouched
-    assert (got[1:6, :4] == 1).all() and (got[1:6, 5:] == 2).all() and (got[1:6, 4] == 2).all()
-
-
-def test_modes_from_probabilities():
-    p1 = np.array([[0.9, 0.6, 0.0, 0.4, 0.45]], np.float32)[None]  # [1, 1, 5]
+def test_threshold_twin_hand_worked():
+    # P(nucleus) > 0.42: pixels 0, 1 and 4 (0.45); ties at the threshold are background, as in numpy
+    p1 = np.array([[0.9, 0.6, 0.0, 0.42, 0.45]], np.float32)[None]  # [1, 1, 5]
     probs = np.stack([1 - p1, p1], -1)
-    inner = instances_from_probabilities(tf.constant(probs), "inner_cc").numpy()
-    thr = instances_from_probabilities(tf.constant(probs), "threshold_cc", threshold=0.42).numpy()
-    np.testing.assert_array_equal(inner[0, 0], [1, 1, 0, 0, 0])
-    np.testing.assert_array_equal(thr[0, 0], [1, 1, 0, 0, 2])
+    got = threshold_components_tf(nucleus_probability_tf(tf.constant(probs)), 0.42).numpy()
+    np.testing.assert_array_equal(got[0, 0], [1, 1, 0, 0, 2])
+
+
+def test_threshold_twin_min_size_hand_worked():
+    # components of sizes 3, 1, 2 (raster order); min_size 2 drops the single pixel and renumbers 1, 2
+    m = np.array([[1, 1, 0, 1, 0],
+                  [0, 1, 0, 0, 0],
+                  [0, 0, 0, 1, 1]], np.float32)
+    got = threshold_components_tf(tf.constant(m[None]), 0.5, min_size=2).numpy()[0]
+    np.testing.assert_array_equal(got, [[1, 1, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 2, 2]])
+
+
+def test_threshold_twin_equals_numpy_on_random_probabilities():
+    from zoo.postprocess.config import nucleus_probability, threshold_components
+
+    rng = np.random.default_rng(1)
+    for c, min_size in ((2, 0), (3, 5), (4, 12)):
+        logits = ndi.gaussian_filter(rng.normal(size=(3, 57, 70, c)), (0, 2, 2, 0)) * 8
+        logits[..., 0] += np.log(c - 1)  # P(background) about one half, so P(nucleus) > 0.5 makes many blobs
+        probs = (np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)).astype(np.float32)
+        got = threshold_components_tf(nucleus_probability_tf(tf.constant(probs)), 0.5, min_size).numpy()
+        for b in range(len(probs)):
+            want = threshold_components(nucleus_probability(probs[b]), 0.5, min_size)
+            assert want.max() >= 2
+            np.testing.assert_array_equal(got[b], want)
