@@ -1,7 +1,7 @@
 """Per-pixel training targets and loss-weight maps from instance maps and centre points.
 
 Class indices of every target (y, int32):
-- ``binary``: 0 background, 1 nucleus (Naylor et al. 2018, section 4).
+- ``binary``: 0 background, 1 nucleus (Naylor et al. 2017, section 4).
 - ``three_class``: 0 background, 1 nucleus interior, 2 nucleus boundary (Yuan & Suh, section 2.2).
 - ``inner_contour``: 0 background, 1 inner part, 2 contour (Qu et al. 2019, section 2.1); with typed output
   merged in ("merged"), Qu's five maps generalised to K types: 0 background, k = inner part of a type-k nucleus
@@ -14,16 +14,35 @@ Boundary / contour pixels (``boundary``): a nucleus pixel is a boundary pixel wh
 beyond the map's edge do not count. width = 1 equals skimage.segmentation.find_boundaries(mode="inner",
 connectivity=2). The band is ``width`` pixels thick, inside each nucleus, so touching nuclei are separated.
 
+Inner parts (``inner_parts``; the interior / inner class of ``three_class`` and ``inner_contour``), built so that
+the post-processing (zoo.postprocess.instances: inner components grown back through the contour) inverts the
+target: every nucleus has exactly ONE 8-connected inner part.
+- the non-boundary pixels of the nucleus, when they form one component;
+- when the band cuts a nucleus' interior in several pieces (a waist thinner than 2 * width + 1), only the largest
+  piece (ties: the first in raster order); the other pieces are contour;
+- when the nucleus is all band (thinner than 2 * width + 1 everywhere), its deepest pixel (largest chessboard
+  distance to another label; ties: the first in raster order) is its inner part, so it is not lost.
+Touching nuclei: inner parts of different nuclei are more than 2 * width apart, so never connected; only two
+nuclei that are both all-band and whose deepest pixels touch would merge. On the real maps (all 50 TNBC images,
+MoNuSeg) target -> post-processing gives back the instance map except, in crowded MoNuSeg tiles, a few band
+pixels where two nuclei touch and the other nucleus' inner part is nearer (tests/zoo/postprocess).
+
 Weight maps (``weight_map``):
-- ``unet``: w = 1 + w0 * exp(-(d1 + d2)^2 / (2 sigma^2)), Qu et al. eq. (2), for EVERY pixel; d1, d2 = Euclidean
-  distances to the nearest and second-nearest nucleus (0 inside a nucleus for its own nucleus); with fewer than two
-  nuclei the missing distance is infinite and the term vanishes. This is Ronneberger et al. 2015 eq. (2) with
-  w_c = 1.
+- ``unet``: w = 1 + w0 * exp(-(d1 + d2)^2 / (2 sigma^2)), Ronneberger et al. 2015 eq. (2) with w_c = 1, as Qu et
+  al. 2019 eq. (2) use it: for EVERY pixel x, d1(x) and d2(x) are the Euclidean distances to the **border** of the
+  nearest and second-nearest nucleus ("the distance to the border of the nearest cell"), inside nuclei included:
+  inside nucleus k its own d_k is the distance to k's border, not 0. The border of nucleus k is its pixels with a
+  4-neighbour of another label (Qu et al.'s released weight-map code traces it with ``bwboundaries``); pixels beyond
+  the map's edge do not count (a nucleus cut by a patch edge has no border there). With fewer than two nuclei the
+  missing distance is infinite and the term vanishes.
+- ``unet_nucleus_distance``: the earlier variant: d_k = distance to nucleus k itself (0 inside k), so a nucleus
+  pixel has d1 = 0 and a larger term than the paper's (TNBC 07_3: 1.33 inside nuclei against 0.88).
 - ``class_balanced``: Ronneberger's w_c alone: w_c(x) = n / (m * n_c(x)) over the valid pixels of the patch, n_c the
   pixel count of x's class and m the number of classes present (mean weight 1).
-- ``unet_class_balanced``: Ronneberger's full eq. (2), w = w_c + w0 * exp(...).
+- ``unet_class_balanced``: Ronneberger's full eq. (2), w = w_c + w0 * exp(...) (paper's d1, d2).
 The exponential term is computed per nucleus in its bounding box grown by a margin beyond which it is below
-``tol`` (default 1e-4) of w0, so the map is exact to that tolerance at a cost linear in the number of nuclei.
+``tol`` (default 1e-4) of w0, so the map is exact to that tolerance at a cost linear in the number of nuclei (one
+cropped distance transform per nucleus: a Python loop over nuclei, each step on a small window).
 """
 
 from __future__ import annotations
@@ -35,7 +54,7 @@ import tensorflow as tf
 from scipy import ndimage
 
 TARGETS = ("binary", "three_class", "inner_contour", "points")
-WEIGHT_MAPS = ("none", "unet", "class_balanced", "unet_class_balanced")
+WEIGHT_MAPS = ("none", "unet", "unet_nucleus_distance", "class_balanced", "unet_class_balanced")
 
 
 # ---------------------------------------------------------------- segmentation targets (TF, graph-safe)
@@ -65,9 +84,65 @@ def boundary(instances, width: int):
     return (x > 0) & ((hi != x) | (lo != x))
 
 
+def _principal_piece(inst: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """``inner`` keeping, per nucleus, only its largest 8-connected piece (ties: the first in raster order)."""
+    comp, n = ndimage.label(inner, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return inner
+    owner = np.zeros(n + 1, np.int64)
+    owner[comp[inner]] = inst[inner]  # a piece lies inside one nucleus (different nuclei's pieces never touch)
+    area = np.bincount(comp.ravel(), minlength=n + 1)
+    piece = np.arange(1, n + 1)
+    order = np.lexsort((piece, -area[1:], owner[1:]))
+    o = owner[1:][order]
+    first = np.ones(n, bool)
+    first[1:] = o[1:] != o[:-1]
+    keep = np.zeros(n + 1, bool)
+    keep[piece[order][first]] = True
+    return keep[comp]
+
+
+def inner_parts(instances, width: int) -> np.ndarray:
+    """Boolean (H, W): the one inner part of every nucleus (module doc), numpy. ``width`` = the band's width."""
+    inst = np.asarray(instances)
+    inst = inst.astype(np.int64 if inst.dtype.kind == "u" else inst.dtype, copy=False)
+    fg = inst > 0
+    size = 2 * int(width) + 1
+    # mode "nearest": a replicated edge pixel already lies in the window, so beyond-the-edge pixels do not count
+    inner = fg & (ndimage.maximum_filter(inst, size, mode="nearest") == inst) \
+        & (ndimage.minimum_filter(inst, size, mode="nearest") == inst)
+    inner = _principal_piece(inst, inner)
+    has = np.zeros(int(inst.max(initial=0)) + 1, bool)
+    has[inst[inner]] = True
+    lacking = fg & ~has[inst]
+    if lacking.any():  # all-band nuclei: their deepest pixel
+        edge1 = fg & ((ndimage.maximum_filter(inst, 3, mode="nearest") != inst)
+                      | (ndimage.minimum_filter(inst, 3, mode="nearest") != inst))
+        depth = ndimage.distance_transform_cdt(~edge1, metric="chessboard") if edge1.any() \
+            else np.zeros(inst.shape, np.int64)
+        flat = np.flatnonzero(lacking)
+        lab = inst.ravel()[flat]
+        order = np.lexsort((flat, -depth.ravel()[flat], lab))
+        lo = lab[order]
+        first = np.ones(lo.size, bool)
+        first[1:] = lo[1:] != lo[:-1]
+        inner = inner.copy()
+        inner.ravel()[flat[order][first]] = True
+    return inner
+
+
+def inner_parts_tf(instances, width: int):
+    """``inner_parts`` inside a TF graph (tf.numpy_function), shape kept."""
+    x = tf.convert_to_tensor(instances)
+    out = tf.numpy_function(lambda a: inner_parts(a, width), [x], tf.bool, stateful=False)
+    return tf.ensure_shape(tf.reshape(out, tf.shape(x)), x.shape)
+
+
 def segmentation_target(instances, target: str, width: int = 2, types=None, num_types: int = 0):
     """(H, W) int32 class-index target from an instance map (module doc for the indices).
 
+    Interior / inner = ``inner_parts`` (one piece per nucleus), boundary / contour = the rest of the nucleus (the
+    ``boundary`` band of ``width`` px, plus any interior piece cut off by it).
     ``types`` (H, W) per-pixel nucleus type, given only for the merged typed ``inner_contour`` target
     (0 = unknown type: such inner pixels get class 0 here and must be ignored through the weight; see
     ``typed_ignore``).
@@ -75,12 +150,12 @@ def segmentation_target(instances, target: str, width: int = 2, types=None, num_
     fg = instances > 0
     if target == "binary":
         return tf.cast(fg, tf.int32)
-    b = boundary(instances, width)
     if target in ("three_class", "inner_contour"):
+        contour = fg & ~inner_parts_tf(instances, width)
         if types is None:
-            return tf.where(b, 2, tf.cast(fg, tf.int32))
+            return tf.where(contour, 2, tf.cast(fg, tf.int32))
         inner = tf.where(fg, tf.cast(types, tf.int32), 0)
-        return tf.where(b, num_types + 1, inner)
+        return tf.where(contour, num_types + 1, inner)
     raise ValueError(f"not an instance-map target: {target!r}")
 
 
@@ -123,13 +198,22 @@ def point_discs(points_yx, classes, size, radius: float, untyped: bool):
 
 # ---------------------------------------------------------------- weight maps
 
-def unet_border_term(instances: np.ndarray, w0: float = 10.0, sigma: float = 5.0, tol: float = 1e-4) -> np.ndarray:
+def unet_border_term(instances: np.ndarray, w0: float = 10.0, sigma: float = 5.0, tol: float = 1e-4,
+                     to: str = "border") -> np.ndarray:
     """w0 * exp(-(d1 + d2)^2 / (2 sigma^2)) (Ronneberger et al. 2015 eq. 2; Qu et al. 2019 eq. 2), float32 (H, W).
+
+    to="border" (the paper's definition, the ``unet`` weight map): d_k(x) = distance from x to the border of nucleus
+    k (its pixels with a 4-neighbour of another label, the map's edge not counting), for every pixel, inside nuclei
+    included; to="nucleus" (``unet_nucleus_distance``): distance to nucleus k itself (0 inside it). Outside a
+    nucleus both agree (its nearest pixel is a border pixel); inside, "nucleus" gives d1 = 0.
 
     One exact Euclidean distance transform per nucleus inside its bounding box grown by a margin M with
     w0 * exp(-M^2 / (2 sigma^2)) <= tol (the term is below tol wherever d2 > M); running first/second minima give
-    d1 and d2. Numpy/scipy: call it through ``tf.numpy_function`` inside tf.data.
+    d1 and d2. The loop over nuclei is cropped: each step costs the nucleus' window only. Numpy/scipy: call it
+    through ``tf.numpy_function`` inside tf.data.
     """
+    if to not in ("border", "nucleus"):
+        raise ValueError(f"unet_border_term: to must be 'border' or 'nucleus', got {to!r}")
     inst = np.asarray(instances)
     h, w = inst.shape
     out_shape = (h, w)
@@ -138,13 +222,20 @@ def unet_border_term(instances: np.ndarray, w0: float = 10.0, sigma: float = 5.0
     margin = int(math.ceil(sigma * math.sqrt(2.0 * math.log(max(w0 / tol, 1.0 + 1e-9))))) + 1
     d1 = np.full(out_shape, np.inf, np.float32)
     d2 = np.full(out_shape, np.inf, np.float32)
+    if to == "border":
+        p = np.pad(inst, 1, mode="edge")  # beyond the edge: a copy of the edge pixel, never another label
+        border = (inst > 0) & ((p[:-2, 1:-1] != inst) | (p[2:, 1:-1] != inst) | (p[1:-1, :-2] != inst)
+                               | (p[1:-1, 2:] != inst))
     objs = ndimage.find_objects(inst)
     for lab, sl in enumerate(objs, start=1):
         if sl is None:
             continue
         y0, y1 = max(sl[0].start - margin, 0), min(sl[0].stop + margin, h)
         x0, x1 = max(sl[1].start - margin, 0), min(sl[1].stop + margin, w)
-        win = inst[y0:y1, x0:x1] != lab
+        own = inst[y0:y1, x0:x1] == lab
+        win = ~(own & border[y0:y1, x0:x1]) if to == "border" else ~own
+        if win.all():  # no border pixel in the map (the nucleus fills it): infinitely far
+            continue
         d = ndimage.distance_transform_edt(win).astype(np.float32)
         a, b = d1[y0:y1, x0:x1], d2[y0:y1, x0:x1]
         d2[y0:y1, x0:x1] = np.minimum(b, np.maximum(a, d))
@@ -156,9 +247,10 @@ def unet_border_term(instances: np.ndarray, w0: float = 10.0, sigma: float = 5.0
     return term.astype(np.float32)
 
 
-def unet_border_term_tf(instances, w0: float, sigma: float):
+def unet_border_term_tf(instances, w0: float, sigma: float, to: str = "border"):
     """``unet_border_term`` inside a TF graph (tf.numpy_function), shape kept."""
-    out = tf.numpy_function(lambda a: unet_border_term(a, w0, sigma), [instances], tf.float32, stateful=False)
+    out = tf.numpy_function(lambda a: unet_border_term(a, w0, sigma, to=to), [instances], tf.float32,
+                            stateful=False)
     return tf.ensure_shape(tf.reshape(out, tf.shape(instances)), instances.shape)
 
 
@@ -180,6 +272,8 @@ def weight_map(kind: str, instances, y, num_classes: int, w0: float = 10.0, sigm
         return valid
     if kind == "unet":
         return (1.0 + unet_border_term_tf(instances, w0, sigma)) * valid
+    if kind == "unet_nucleus_distance":
+        return (1.0 + unet_border_term_tf(instances, w0, sigma, to="nucleus")) * valid
     if kind == "class_balanced":
         return class_balance(y, valid, num_classes)
     if kind == "unet_class_balanced":

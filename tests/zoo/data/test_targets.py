@@ -80,13 +80,73 @@ def test_unet_weight_hand_values():
     np.testing.assert_allclose(targets.unet_border_term(np.zeros((4, 4), np.int32)), 0.0)
 
 
+def test_unet_weight_paper_definition_inside_a_nucleus_by_hand():
+    """Ronneberger eq. 2 as the paper (and Qu et al.'s weight-map code) define it: d1, d2 = distances to the BORDERS
+    of the nearest and second-nearest nuclei, for every pixel. A = the 5x5 square rows 1-5, cols 1-5 (border: its
+    outer ring), B = the single pixel (3, 11); w0 = 10, sigma = 5, so w = 1 + 10 exp(-(d1 + d2)^2 / 50)."""
+    inst = np.zeros((7, 13), np.int32)
+    inst[1:6, 1:6] = 1
+    inst[3, 11] = 2
+    y = tf.zeros((7, 13), tf.int32)
+    w = _np(targets.weight_map("unet", inst, y, 2, w0=10.0, sigma=5.0))
+    assert w[3, 3] == pytest.approx(2.353353, abs=1e-5)   # centre of A: 2 to A's ring, 8 to B -> 1 + 10 e^-2
+    assert w[3, 4] == pytest.approx(3.780373, abs=1e-5)   # 1 to A's ring, 7 to B -> 1 + 10 e^-1.28
+    assert w[3, 5] == pytest.approx(5.867523, abs=1e-5)   # on A's ring: 0 and 6 -> 1 + 10 e^-0.72
+    assert w[3, 8] == pytest.approx(5.867523, abs=1e-5)   # background between: 3 and 3
+    assert w[3, 11] == pytest.approx(5.867523, abs=1e-5)  # B (its own border): 0, and 6 to A's ring
+    assert w[2, 2] == pytest.approx(2.323619, abs=1e-5)   # 1 to A's ring, sqrt(82) = 9.0554 to B
+    # the earlier variant measures d_A to A itself (0 inside A): at A's centre d1 = 0, d2 = 8 -> 1 + 10 e^-1.28
+    v = _np(targets.weight_map("unet_nucleus_distance", inst, y, 2, w0=10.0, sigma=5.0))
+    assert v[3, 3] == pytest.approx(3.780373, abs=1e-5)
+    outside = inst == 0  # outside the nuclei both definitions agree (the nearest pixel of a nucleus is a border one)
+    np.testing.assert_allclose(w[outside], v[outside], atol=1e-6)
+    # a nucleus filling the map has no border in it: one nucleus, no second distance, no term
+    np.testing.assert_allclose(targets.unet_border_term(np.ones((4, 4), np.int32)), 0.0)
+
+
+def _borders(inst, i):
+    """Pixels of nucleus i with a 4-neighbour of another label (the map's edge not counting), by brute force."""
+    m = inst == i
+    out = np.zeros_like(m)
+    for y, x in zip(*np.nonzero(m)):
+        for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+            yy, xx = y + dy, x + dx
+            if 0 <= yy < inst.shape[0] and 0 <= xx < inst.shape[1] and inst[yy, xx] != i:
+                out[y, x] = True
+    return out
+
+
 def test_unet_weight_matches_brute_force():
     rng = np.random.default_rng(1)
     inst = ndimage.label(ndimage.binary_opening(rng.random((96, 96)) > 0.6))[0]
+    inst[40:60, 40:62] = inst.max() + 1  # a large nucleus touching others, with a real interior
     ids = [i for i in np.unique(inst) if i]
+    d = np.sort(np.stack([ndimage.distance_transform_edt(~_borders(inst, i)) for i in ids]), axis=0)
+    ref = 10 * np.exp(-(d[0] + d[1]) ** 2 / 50)
+    got = targets.unet_border_term(inst, 10, 5)
+    np.testing.assert_allclose(got, ref, atol=1e-4)
     d = np.sort(np.stack([ndimage.distance_transform_edt(inst != i) for i in ids]), axis=0)
     ref = 10 * np.exp(-(d[0] + d[1]) ** 2 / 50)
-    np.testing.assert_allclose(targets.unet_border_term(inst, 10, 5), ref, atol=1e-4)
+    near = targets.unet_border_term(inst, 10, 5, to="nucleus")
+    np.testing.assert_allclose(near, ref, atol=1e-4)
+    big = inst == inst.max()
+    assert got[big].mean() < near[big].mean()  # inside a nucleus the paper's term is the smaller
+
+
+def test_inner_parts_one_piece_per_nucleus():
+    """A dumbbell whose waist (3 px) is thinner than the band's 2 * 2 + 1 = 5: two interior pieces, the larger kept,
+    the other becomes contour; a 3x3 nucleus is all band: its centre (deepest pixel) is its inner part."""
+    inst = np.zeros((14, 24), np.int32)
+    inst[1:11, 1:11] = 1      # 10x10 lobe: interior 6x6 = 36 px
+    inst[5:8, 11:14] = 1      # 3-px waist
+    inst[2:10, 14:22] = 1     # 8x8 lobe: interior 4x4 = 16 px
+    inst[10:13, 18:21] = 2    # 3x3 nucleus touching the small lobe from below
+    inner = targets.inner_parts(inst, 2)
+    assert inner[inst == 1].sum() == 36 and inner[3:9, 3:9].all()
+    assert np.argwhere(inner & (inst == 2)).tolist() == [[11, 19]]  # the 3x3's deepest pixel, its centre
+    y = _np(targets.segmentation_target(inst, "three_class", 2))
+    assert (y[4:8, 16:20] == 2).all()  # the smaller lobe's interior is contour
+    assert (y == 1).sum() == 37
 
 
 def test_class_balanced_weights():
