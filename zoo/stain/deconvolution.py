@@ -5,8 +5,11 @@ deconvolution"), in TensorFlow ops.
   (stains = log(max(rgb, 1e-6)) / log(1e-6) @ inv(M), clipped at 0).
 - ``separate_stains`` / ``stain_image``: deconvolution with any (per-image) stain matrix, e.g. the one a
   ``MacenkoNormalizer`` estimates (Hu et al.'s pipeline: Macenko deconvolution, hematoxylin image thresholded).
+- ``optical_density`` / ``to_uint8``: the Beer-Lambert and uint8 round-trip helpers every stain method uses.
 All functions take one image ``(H, W, 3)`` or a batch ``(..., H, W, 3)``, uint8 (0..255) or float (0..1 for
 ``rgb_to_hed``), numpy or tensors, and return tensors.
+
+This module is a leaf of zoo.stain: it imports no other zoo.stain module (zoo.stain.base may import it).
 """
 
 from __future__ import annotations
@@ -17,6 +20,21 @@ import numpy as np
 RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
 HED_FROM_RGB = np.linalg.inv(RGB_FROM_HED)
 _LOG_ADJUST = np.log(1e-6)
+
+
+def optical_density(x, io: float):
+    """Beer-Lambert optical density ``OD = -log((I + 1) / Io)`` of float RGB values (Macenko et al. 2009;
+    the +1 and ``Io = 240`` follow torchstain / the original Macenko code)."""
+    import tensorflow as tf
+
+    return -tf.math.log((x + 1.0) / io)
+
+
+def to_uint8(x):
+    """Round float RGB to uint8 with clipping (NaN-free inputs assumed)."""
+    import tensorflow as tf
+
+    return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
 
 
 def _rgb_float(rgb):
@@ -52,8 +70,6 @@ def separate_stains(images, stain_matrix, io: float = 240.0):
     stain OD vectors, shared) or ``[B, k, 3]`` (per image); OD = -log((I + 1) / io). Returns float32 ``[..., k]``."""
     import tensorflow as tf
 
-    from zoo.stain.base import optical_density
-
     x = tf.cast(tf.convert_to_tensor(images), tf.float32)
     od = optical_density(x, io)
     s = tf.cast(tf.convert_to_tensor(stain_matrix), tf.float32)
@@ -67,8 +83,6 @@ def stain_image(concentration, stain_vector, io: float = 240.0):
     """The RGB uint8 image of one stain alone, ``io * exp(-c * v)`` (``concentration [..., H, W]``,
     ``stain_vector [3]`` or ``[B, 3]``): the 'hematoxylin image' of Macenko / torchstain."""
     import tensorflow as tf
-
-    from zoo.stain.base import to_uint8
 
     c = tf.cast(tf.convert_to_tensor(concentration), tf.float32)[..., None]
     v = tf.cast(tf.convert_to_tensor(stain_vector), tf.float32)
