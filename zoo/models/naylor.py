@@ -162,13 +162,12 @@ class FCN8s(_VGGSegmentation):
 @dataclasses.dataclass(frozen=True)
 class DeconvNetConfig(VGGSegConfig):
     __doc__ = VGGSegConfig.__doc__ + """
-    DeconvNet's dropout defaults to 0: Noh et al.'s released network normalises every layer and has no dropout, and
-    dropout in front of a batch normalisation shifts its statistics between training and inference (Li et al., CVPR
-    2019). Measured here: with 0.5 after fc6 / fc7, a DeconvNet trained 200 steps on TNBC marked 23-26 % of pixels
-    nucleus in training mode but under 0.2 % at inference; with 0, 14-16 % at inference for 12-15 % true.
-    bn_momentum: momentum of the batch normalisations' moving statistics (Keras's default 0.99 averages ~100 steps:
-      after 200 steps at Adam 1e-3 they lagged the weights so far that a DeconvNet marked 2 % of pixels nucleus at
-      inference against 29-32 % in training mode; 40 forward passes at 0.9 brought inference to 27-37 %).
+    dropout: 0 by default for DeconvNet: Noh et al.'s released network normalises every layer and has no dropout,
+      and dropout in front of a batch normalisation shifts its statistics between training and inference (Li et
+      al., CVPR 2019).
+    bn_momentum: momentum of the batch normalisations' moving statistics (0.9: an average over ~10 steps; Keras's
+      default 0.99 averages ~100, too slow to follow the weights in short trainings).
+    The measurements behind both defaults: docs/results/segmentation.md, "DeconvNet notes".
     """
 
     dropout: float = 0.0
