@@ -4,12 +4,17 @@ Writes, in ``out``: the shards, ``summary.json`` (per split: images, nuclei, poi
 and, for datasets with cross-validation folds, ``folds.json``. Everything is first written into a hidden
 temporary folder inside ``out`` and moved into place only when the whole build succeeded, so a failed build
 leaves ``out`` as it was and names the input file that broke it.
+
+The temporary folder's name carries the building process's PID (``.building-<pid>-<random>``). A build killed
+with SIGKILL cannot remove it, so every new build first removes the ``.building-<pid>-*`` folders in ``out`` whose
+process is no longer running (``remove_stale_builds``); a running build's folder is never touched.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import shutil
 import tempfile
@@ -26,6 +31,8 @@ from zoo.errors import DataError, ZooError
 
 SUMMARY = "summary.json"
 FOLDS = "folds.json"
+BUILDING_PREFIX = ".building-"
+_BUILDING = re.compile(r"^\.building-(\d+)-")
 
 
 def _counts(sample: Sample, class_names: tuple) -> dict:
@@ -66,7 +73,8 @@ class DatasetWriter:
     def __init__(self, out: str, class_names: tuple = (), per_shard: int = 32):
         os.makedirs(out, exist_ok=True)
         self.out, self.class_names, self.per_shard = out, tuple(class_names), per_shard
-        self.tmp = tempfile.mkdtemp(prefix=".building-", dir=out)
+        self.removed_stale = remove_stale_builds(out)
+        self.tmp = tempfile.mkdtemp(prefix=f"{BUILDING_PREFIX}{os.getpid()}-", dir=out)
         self.writers: dict[str, records.ShardWriter] = {}
         self.splits: dict[str, dict] = defaultdict(lambda: {
             "images": 0, "nuclei": 0, "points": 0, "nuclei_by_class": Counter(), "points_by_class": Counter(),
@@ -140,6 +148,40 @@ def build(dataset: str, root: str, out: str, per_shard: int = 32, progress: bool
                 raise DataError(reader.describe(item), f"failed to read ({type(e).__name__}: {e})") from None
             w.add(sample, rec)
         return w.commit(dataset, os.path.abspath(root), options, reader.folds(), reader.skipped)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this PID exists (signal 0 checks without sending anything)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    except OverflowError:
+        return False
+    return True
+
+
+def remove_stale_builds(out: str) -> list[str]:
+    """Remove the temporary ``.building-<pid>-*`` folders in ``out`` left by builds whose process is dead (killed
+    with SIGKILL, or the machine lost power); return the removed paths. A folder of a live process is kept, and so
+    is one whose name carries no PID (made before the PID was recorded: its owner cannot be told)."""
+    removed = []
+    try:
+        names = os.listdir(out)
+    except OSError:
+        return removed
+    for name in sorted(names):
+        m = _BUILDING.match(name)
+        path = os.path.join(out, name)
+        if m and os.path.isdir(path) and not os.path.islink(path) and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            if not os.path.exists(path):
+                removed.append(path)
+    return removed
 
 
 def _commit(tmp: str, out: str) -> None:

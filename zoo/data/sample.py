@@ -7,11 +7,38 @@ Class indices (DESIGN.md): 0 is background in ``class_map`` and "unknown type" i
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
 from typing import Optional
 
 import numpy as np
 
 SPLITS = ("train", "val", "test", "all")
+_SEPARATORS = re.compile(r"[\\/]+")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f:*?\"<>|]")
+_MAX_NAME = 200  # characters; file systems allow 255 bytes, leaving room for suffixes such as "_instances.png"
+
+
+def safe_name(image_id: str) -> str:
+    """A file-name stem derived from an image id, safe to join onto an output folder.
+
+    Image ids may hold path separators (own-data layouts such as ``images/train/x.png``) or ``..`` (a record's id
+    is data, not trusted), so they are never joined into paths as they are. The result is stable (the same id gives
+    the same name on every run and machine) and readable: separators become ``__`` (``a/b/c.png`` ->
+    ``a__b__c.png``), ``.`` and ``..`` components and empty ones are dropped (``../evil`` -> ``evil``), runs of dots
+    become one dot, control and Windows-reserved characters become ``_``, and leading dots are removed, so the result
+    has no separator, no ``..`` and no leading dot. Names longer than 200 bytes (UTF-8) are cut and end in 12 hex digits
+    of their SHA-1, so distinct long ids stay distinct. An id with nothing left (``""``, ``..``) gives ``"_"``.
+    """
+    parts = [p for p in _SEPARATORS.split(str(image_id)) if p not in ("", ".", "..")]
+    name = "__".join(re.sub(r"\.{2,}", ".", _UNSAFE.sub("_", p)) for p in parts).lstrip(".") or "_"
+    if len(name.encode("utf-8", "surrogatepass")) > _MAX_NAME:
+        digest = hashlib.sha1(str(image_id).encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        head = name[:_MAX_NAME - 13]
+        while len(head.encode("utf-8", "surrogatepass")) > _MAX_NAME - 13:
+            head = head[:-1]
+        name = f"{head}-{digest}"
+    return name
 
 
 @dataclasses.dataclass

@@ -23,7 +23,7 @@ import numpy as np
 
 from zoo.errors import ConfigError
 from zoo.stain.base import (FALLBACK_DEGENERATE, FALLBACK_NO_TISSUE, FALLBACK_NONE, StainNormalizer, register,
-                            tissue_fallback)
+                            require_target_tissue, tissue_fallback)
 
 # skimage.color.colorconv: xyz_from_rgb, D65 2-degree white point.
 XYZ_FROM_RGB = np.array([[0.412453, 0.357580, 0.180423],
@@ -247,7 +247,8 @@ class ReinhardNormalizer(StainNormalizer):
     """Reinhard normalization in CIELAB (``space="lab"``) or Ruderman's l-alpha-beta (``space="lalphabeta"``).
     Fitted parameters: ``lab_mean`` [3], ``lab_std`` [3] of the target over all its pixels, in ``space`` (set them
     directly with ``set_params`` for published statistics, e.g. Hu et al.'s). An image with no tissue (see
-    ``zoo.stain.base``) or a flat channel (std < ``min_std``) is returned unchanged and flagged."""
+    ``zoo.stain.base``) or a flat channel (std < ``min_std``) is returned unchanged and flagged. A target with no
+    tissue is refused at ``fit`` (``require_target_tissue``, the rule Macenko and Vahadane apply), as is a flat one."""
 
     _config_keys = ("min_std", "space")
     _param_keys = ("lab_mean", "lab_std")
@@ -271,10 +272,12 @@ class ReinhardNormalizer(StainNormalizer):
     def _estimate_target(self, target: np.ndarray) -> dict:
         import tensorflow as tf
 
-        mean, std = self.tf_stats(tf.constant(target[None]))
+        coords, no_tissue, frac = self._stage_coords(tf.constant(target[None]))
+        mean, std = _moments(coords)
         if float(tf.reduce_min(std)) < self.min_std:
             raise ConfigError(f"reinhard target is flat ({self.space} std {std.numpy()[0].round(4).tolist()}): "
                               "no colour to match")
+        require_target_tissue(self.name, no_tissue[0], frac[0])  # the same rule as Macenko's and Vahadane's
         return {"lab_mean": mean.numpy()[0], "lab_std": std.numpy()[0]}
 
     # The stages (coordinates, moments + fold, output, unpack); _tf_core chains them in one graph (tf_transform,
