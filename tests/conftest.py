@@ -36,3 +36,28 @@ def tnbc_records(shared_data, tmp_path_factory) -> pathlib.Path:
     out = tmp_path_factory.mktemp("tnbc_records")
     build("tnbc", str(shared_data / "tnbc"), str(out), progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def quickstart_model(tnbc_records, tmp_path_factory):
+    """(model, spec, run folder): the README's own config (configs/quickstart.yaml) trained for 2 epochs x 10 steps
+    on TNBC patients != 09 (fold 9), no MLflow, loaded back through the one loader (about 20 s)."""
+    from zoo.inference import InferenceSpec
+    from zoo.training import ExperimentConfig, train
+    from zoo.training.tracking import load
+
+    cfg = ExperimentConfig.load(str(REPO / "configs" / "quickstart.yaml")).replace(
+        data_dir=str(tnbc_records), epochs=2, steps_per_epoch=10)
+    out = tmp_path_factory.mktemp("quickstart_run")
+    train(cfg, output_dir=str(out), tracking=False, verbose=0)
+    loaded = load(str(out))  # a run folder -> checkpoints/last.keras + checkpoints/spec.json
+    assert loaded.spec == InferenceSpec.load(str(out / "checkpoints" / "spec.json"))
+    return loaded.model, loaded.spec, out
+
+
+@pytest.fixture(scope="session")
+def tnbc_patient09(tnbc_records):
+    """TNBC patient 09's labelled samples (fold 9's test images), in memory."""
+    from zoo.evaluation import iter_eval_samples
+
+    return list(iter_eval_samples(str(tnbc_records), "test", fold=9))

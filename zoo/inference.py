@@ -294,7 +294,15 @@ def as_forward(model, spec: InferenceSpec) -> Callable[[np.ndarray], np.ndarray]
     client, ``serving.client.ServedForward``)."""
     if getattr(model, "is_forward", False) or isinstance(model, KerasForward):
         return model
-    return KerasForward(model, spec)
+    # the last (model, spec) keeps its compiled forward, so predict() called image by image never retraces; one
+    # entry only, so no model is kept alive beyond the next call with another one
+    last = _LAST_FORWARD[0]
+    if last is None or last.model is not model or last.spec != spec:
+        last = _LAST_FORWARD[0] = KerasForward(model, spec)
+    return last
+
+
+_LAST_FORWARD: list = [None]
 
 
 # ------------------------------------------------------------------------------------------- THE function

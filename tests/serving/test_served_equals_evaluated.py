@@ -19,26 +19,13 @@ METHODS = [{"method": "three_class"}, {"method": "dynamics_watershed", "lam": 7}
 
 
 @pytest.fixture(scope="module")
-def trained(tnbc_records, tmp_path_factory):
-    """(model, spec, run folder): configs/quickstart.yaml, 2 epochs x 10 steps, no MLflow."""
-    from zoo.inference import InferenceSpec
-    from zoo.training import ExperimentConfig, train
-    from zoo.training.tracking import load
-
-    cfg = ExperimentConfig.load("configs/quickstart.yaml").replace(
-        data_dir=str(tnbc_records), epochs=2, steps_per_epoch=10)
-    out = tmp_path_factory.mktemp("run")
-    train(cfg, output_dir=str(out), tracking=False, verbose=0)
-    loaded = load(str(out))  # the one loader: a run folder -> checkpoints/last.keras + spec.json
-    assert loaded.spec == InferenceSpec.load(str(out / "checkpoints" / "spec.json"))
-    return loaded.model, loaded.spec, out
+def trained(quickstart_model):
+    return quickstart_model
 
 
 @pytest.fixture(scope="module")
-def patient09(tnbc_records):
-    from zoo.evaluation import iter_eval_samples
-
-    return list(iter_eval_samples(str(tnbc_records), "test", fold=9))
+def patient09(tnbc_patient09):
+    return tnbc_patient09
 
 
 @pytest.mark.parametrize("post", METHODS, ids=[m["method"] for m in METHODS])
