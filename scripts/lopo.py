@@ -65,21 +65,19 @@ def run(args) -> None:
 
 
 def ensemble(args, folds) -> None:
-    import keras
-
+    from zoo.atomic import write_json
     from zoo.evaluation import evaluate
     from zoo.models.naylor import Ensemble
-    from zoo.atomic import write_json
+    from zoo.training.tracking import load
 
     names = args.ensemble.split(",")
     for fold in folds:
         out = _fold_dir(args.out, "ensemble", fold)
-        members = [keras.models.load_model(os.path.join(_fold_dir(args.out, n, fold), "checkpoints", "last.keras"))
-                   for n in names]
-        cfg = json.load(open(os.path.join(_fold_dir(args.out, names[0], fold), "evaluation.json")))
+        members = [load(_fold_dir(args.out, n, fold)) for n in names]  # the one loader: model + its spec
         data = args.data or _config_of(args.out, names[0], fold)["data_dir"]
-        res = evaluate(Ensemble.from_members(members), data, split="test", fold=fold,
-                       postprocess=cfg["postprocess"], progress=True)
+        # the members' probabilities are averaged; the first member's spec (resolution, post-processing) applies
+        res = evaluate(Ensemble.from_members([m.model for m in members]), data, split="test", fold=fold,
+                       spec=members[0].spec, progress=True)
         os.makedirs(out, exist_ok=True)
         write_json(os.path.join(out, "evaluation.json"), res)
         print(f"ensemble({','.join(names)}) fold {fold}: aji {res['mean']['aji']:.4f}")
