@@ -161,7 +161,6 @@ class _TooLarge(Exception):
 def image_size(blob: bytes) -> tuple[int, int] | None:
     """(height, width) of an encoded PNG / JPEG / GIF / BMP from its header alone (no pixel decoded), or None when
     the bytes are none of those. PNG is read directly (IHDR); the others through PIL's lazy ``Image.open``."""
-    blob = bytes(blob[:64 * 1024]) if len(blob) > 64 * 1024 and blob[:8] == _PNG_SIGNATURE else blob
     if blob[:8] == _PNG_SIGNATURE and len(blob) >= 24 and blob[12:16] == b"IHDR":
         w, h = struct.unpack(">II", blob[16:24])
         return int(h), int(w)
@@ -528,8 +527,9 @@ def _coerce(arr: np.ndarray, spec, key: str) -> np.ndarray:
                 raise _invalid(f"input {key!r}: {spec.dtype.name} values must be {rng}, got "
                                f"{lo if lo < info.min else hi}")
     if arr.size and (arr.dtype == object or arr.dtype.kind not in "iuf"):
-        raise _invalid(f"input {key!r}: expected {spec.dtype.name} numbers, got "
-                       f"{'strings' if arr.dtype.kind in 'US' or arr.dtype == object else arr.dtype.name}")
+        got = ("strings" if arr.dtype.kind in "US" else "values that are not numbers" if arr.dtype == object
+               else f"{arr.dtype.name} values")
+        raise _invalid(f"input {key!r}: expected {spec.dtype.name} numbers, got {got}")
     return arr.astype(want)
 
 
@@ -553,6 +553,7 @@ class _PooledHTTPServer(HTTPServer):
         self.workers, self.queue = workers, queue
         self._pool = futures.ThreadPoolExecutor(workers, thread_name_prefix=f"rest:{self.server_address[1]}")
         self._slots = threading.BoundedSemaphore(workers + queue)
+        self._active, self._active_lock = set(), threading.Lock()
         self.rejected = 0
 
     def process_request(self, request, client_address):
@@ -567,11 +568,15 @@ class _PooledHTTPServer(HTTPServer):
             self.shutdown_request(request)
 
     def _work(self, request, client_address):
+        with self._active_lock:
+            self._active.add(request)
         try:
             self.finish_request(request, client_address)
         except Exception:  # noqa: BLE001
             self.handle_error(request, client_address)
         finally:
+            with self._active_lock:
+                self._active.discard(request)
             self.shutdown_request(request)
             self._slots.release()
 
@@ -601,6 +606,13 @@ class _PooledHTTPServer(HTTPServer):
     def server_close(self):
         super().server_close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._active_lock:  # wake workers blocked on idle keep-alive connections, so they end now
+            active = list(self._active)
+        for request in active:
+            try:
+                request.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def _rest_handler(registry: ModelRegistry, max_bytes: int, timeout: float | None = DEFAULT_REST_TIMEOUT):

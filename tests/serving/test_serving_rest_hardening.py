@@ -215,3 +215,25 @@ def test_many_concurrent_clients_never_exceed_the_pool(server, exported):
         for t in threads:
             t.join()
     assert errors == [] and 1 <= peak <= 3
+
+
+def test_stop_ends_workers_held_by_idle_keep_alive_connections(exported):
+    from serving.config import ModelEntry
+    from serving.local_server import LocalModelServer
+
+    srv = LocalModelServer([ModelEntry("binary", str(exported["binary"]))], rest_port=0, rest_workers=2,
+                           rest_timeout=60.0).start()
+    port = srv.rest_port
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/v1/models/binary")  # HTTP/1.1 keep-alive: the worker then waits for the next request
+        r = conn.getresponse()
+        assert r.status == 200 and json.loads(r.read())["model_version_status"]
+        assert _pool_threads(port) == 1
+        t0 = time.monotonic()
+        srv.stop()
+        while _pool_threads(port) and time.monotonic() - t0 < 5:
+            time.sleep(0.05)
+        assert _pool_threads(port) == 0 and time.monotonic() - t0 < 5  # not the 60 s idle timeout
+    finally:
+        conn.close()
