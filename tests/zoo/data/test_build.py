@@ -19,14 +19,24 @@ def _snapshot(d):
 
 
 def test_summary_counts_of_a_tiny_build(tiny_tnbc, tmp_path):
+    import resource
+    import time
+
     out = tmp_path / "out"
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.time()
     s = build("tnbc", str(tiny_tnbc), str(out), per_shard=3, progress=False)
+    elapsed = time.time() - t0
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     split = s["splits"]["all"]
     assert (split["images"], split["nuclei"], split["sources"]) == (4, 12, 2)
     assert split["nuclei_by_class"] == {"unknown": 12} and split["shards"] == ["all-00000.tfrecord.gz",
                                                                                "all-00001.tfrecord.gz"]
     assert load_summary(str(out))["splits"]["all"]["image_ids"] == ["01_1", "01_2", "02_1", "02_2"]
-    assert s["wall_s"] > 0 and s["peak_rss_mib"] > 0
+    # the build's own clock and memory figures: its wall time lies within the call's, its peak resident set (MiB)
+    # between this process' peak before and after the call
+    assert 0 < s["wall_s"] <= round(elapsed, 2) + 0.01
+    assert round(rss_before, 1) - 0.1 <= s["peak_rss_mib"] <= round(rss_after, 1) + 0.1
     assert sum(x.num_instances for x in records.read_samples(records.list_shards(str(out)))) == 12
 
 

@@ -51,11 +51,6 @@ def _ready(prepared, name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_has_tiny_config(harness, name):
-    assert harness.tiny_config(name) is not None
-
-
-@pytest.mark.parametrize("name", NAMES)
 def test_output_contract(prepared, harness, name):
     r = _ready(prepared, name)
     model = r["model"]
@@ -91,7 +86,6 @@ def test_fit_two_steps_updates_every_layer(prepared, name):
 def test_config_round_trip(prepared, harness, name):
     r = _ready(prepared, name)
     harness.check_config_round_trip(r["model"])
-    assert models.build(name, r["model"].config).get_config()["name"] != r["model"].name  # a new model, same config
     assert models.build(name, r["model"].config.to_dict()).config == r["model"].config
 
 

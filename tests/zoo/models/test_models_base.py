@@ -48,6 +48,15 @@ def test_padding_changes_nothing_inside_for_a_pixelwise_network():
 
 
 def test_explicit_build_creates_all_weights():
+    """U-Net, base_filters 4, depth 2, 3 classes: widths 4, 8, 16. Parameters by hand (3x3 conv: 9 * in * out + out):
+    down0 3->4, 4->4: 112 + 148 = 260; down1 4->8, 8->8: 296 + 584 = 880; bottleneck 8->16, 16->16: 1168 + 2320 =
+    3488; up1: 2x2 transposed 16->8 (4 * 16 * 8 + 8 = 520), concat 8 + 8 -> 8 (1160), 8->8 (584): 2264; up0: 8->4
+    (132), concat 4 + 4 -> 4 (292), 4->4 (148): 572; 1x1 score 4->3: 15. Total 7479 in 13 kernels + 13 biases."""
     model = models.build("unet", {"base_filters": 4, "depth": 2})
     model.build((None, None, None, 3))
-    assert model.built and model.count_params() > 0 and len(model.trainable_variables) > 0
+    assert model.built and model.count_params() == 7479 and len(model.trainable_variables) == 26
+    # with batch norm the 10 block convolutions lose their biases (2 * (4 + 8 + 16 + 8 + 4) = 80 channels: -80) and each of
+    # those 80 channels gains gamma, beta (trainable) and a moving mean and variance: 7479 - 80 + 4 * 80 = 7719
+    bn = models.build("unet", {"base_filters": 4, "depth": 2, "batch_norm": True})
+    bn.build((None, None, None, 3))
+    assert bn.count_params() == 7719 and len(bn.non_trainable_variables) == 20

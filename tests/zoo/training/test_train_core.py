@@ -4,6 +4,7 @@ the papers' metrics, logs to MLflow, and the logged model loads in a fresh proce
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -102,18 +103,52 @@ def test_config_errors_are_clear(tmp_path):
     assert ExperimentConfig.load(str(tmp_path / "ok.yaml")) == cfg
 
 
+def _register_nan_loss() -> str:
+    """A test-only loss, registered once: Naylor's weighted cross-entropy times 1 for the first ``nan_from_step - 1``
+    calls (one per training step) and times NaN from call ``nan_from_step`` on, so the loss AND the gradients turn
+    non-finite at a chosen step, on any machine (a huge learning rate was left to numerics and stayed finite)."""
+    import tensorflow as tf
+
+    from zoo.losses import WeightedCrossEntropy, available_losses, register_loss
+
+    name = "test_nan_from_step"
+    if name in available_losses():
+        return name
+
+    @register_loss(name)
+    class NanFromStep(WeightedCrossEntropy):
+        def __init__(self, nan_from_step: int = 3, name: str = "test_nan_from_step", dtype=None):
+            super().__init__(name=name, dtype=dtype)
+            self.nan_from_step = int(nan_from_step)
+            self.calls = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+        def compute(self, labels, probs, weights):
+            step = self.calls.assign_add(1)
+            factor = tf.where(step >= self.nan_from_step, tf.constant(math.nan, tf.float32), 1.0)
+            return super().compute(labels, probs, weights) * factor
+
+        def get_config(self):
+            return {"nan_from_step": self.nan_from_step, "name": self.name}
+
+    return name
+
+
 def test_divergence_stops_with_a_clear_error_and_keeps_finite_checkpoints(tnbc_records, in_tmp):
     import keras
 
     from zoo.training import train
     from zoo.training.train import TrainingDiverged
 
-    cfg = _config(tnbc_records, epochs=3, steps_per_epoch=2, optimizer="sgd", learning_rate=1e12,
-                  tracking={"enabled": False}, val_split="", fold=None, train_split="all")
-    with pytest.raises(TrainingDiverged, match="Lower learning_rate"):
+    # 2 steps per epoch, NaN from step 3: epoch 1 is finite and checkpointed, epoch 2's loss is NaN
+    cfg = _config(tnbc_records, epochs=3, steps_per_epoch=2, loss=_register_nan_loss(),
+                  loss_config={"nan_from_step": 3}, tracking={"enabled": False}, val_split="", fold=None,
+                  train_split="all")
+    with pytest.raises(TrainingDiverged, match=r"the loss became nan in epoch 2;.*\(epoch 1\).*Lower learning_rate"):
         train(cfg, output_dir=str(in_tmp / "run"), verbose=0)
-    state = in_tmp / "run" / "checkpoints" / "state.json"
-    if state.exists():  # any checkpoint written holds finite weights only
-        m = keras.models.load_model(in_tmp / "run" / "checkpoints" / "last.keras")
-        assert all(np.all(np.isfinite(w)) for w in m.get_weights())
-        assert np.all(np.isfinite(json.load(open(state))["history"]["loss"]))
+    ckpt = in_tmp / "run" / "checkpoints"
+    state = json.load(open(ckpt / "state.json"))
+    assert state["epochs_done"] == 1  # the NaN epoch wrote nothing
+    assert len(state["history"]["loss"]) == 1 and np.all(np.isfinite(state["history"]["loss"]))
+    m = keras.models.load_model(ckpt / "last.keras")
+    assert all(np.all(np.isfinite(w)) for w in m.get_weights())  # the kept checkpoint holds finite weights only
+    assert not [f for f in os.listdir(ckpt) if f.startswith("tmp-")]  # no half-written checkpoint left behind
