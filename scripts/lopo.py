@@ -89,6 +89,28 @@ def _config_of(out, model, fold):
     return yaml.safe_load(open(os.path.join(_fold_dir(out, model, fold), "config.yaml")))
 
 
+def _mean_iou_of_image(accuracy: float, jaccard: float) -> float:
+    """Mean IU of one image from its pixel accuracy A and nucleus Jaccard J (exact, per image): with fractions of
+    the N pixels, TP + FP + FN = TP / J and TN = A - TP give TP = (1 - A) J / (1 - J); background IU =
+    TN / (TN + FP + FN) = (A - TP) / (1 - TP). J = 1 means no error at all: mean IU 1."""
+    if jaccard >= 1.0:
+        return 1.0
+    tp = (1.0 - accuracy) * jaccard / (1.0 - jaccard)
+    bg = (accuracy - tp) / (1.0 - tp) if tp < 1.0 else 1.0
+    return 0.5 * (jaccard + bg)
+
+
+def _with_mean_iou(result: dict) -> dict:
+    """An evaluation's means, with ``pixel_mean_iou`` derived from its per-image accuracy and Jaccard when it was
+    written before that metric existed (the same per-image mean as the evaluation's own)."""
+    mean = dict(result["mean"])
+    rows = result.get("per_image") or []
+    if "pixel_mean_iou" not in mean and rows and all("pixel_accuracy" in r and "pixel_jaccard" in r for r in rows):
+        mean["pixel_mean_iou"] = sum(_mean_iou_of_image(r["pixel_accuracy"], r["pixel_jaccard"])
+                                     for r in rows) / len(rows)
+    return mean
+
+
 def table(args) -> None:
     rows = {}
     only = {int(k) for k in args.folds.split(",")} if args.folds else set()
@@ -98,14 +120,14 @@ def table(args) -> None:
         for f in sorted(os.listdir(mdir)):
             p = os.path.join(mdir, f, "evaluation.json")
             if os.path.isfile(p) and (not only or int(f[4:]) in only):
-                folds[int(f[4:])] = json.load(open(p))["mean"]
+                folds[int(f[4:])] = _with_mean_iou(json.load(open(p)))
         if folds:
             rows[model] = folds
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     lines = ["| model | folds (left-out patients) | " + " | ".join(c for c, _ in COLUMNS) + " |",
              "|---|---|" + "---|" * len(COLUMNS)]
     for model, folds in rows.items():
-        # an evaluation.json written before a metric existed (pixel_mean_iou) shows "n/a": re-run its evaluation
+        # a metric missing from an evaluation.json (and not derivable) shows "n/a": re-run that evaluation
         mean = {k: sum(f[k] for f in folds.values()) / len(folds) for _, k in COLUMNS
                 if all(k in f for f in folds.values())}
         lines.append(f"| **{model}** (ours) | {','.join(str(k) for k in sorted(folds))} | "

@@ -85,3 +85,28 @@ def test_empty_cases_follow_zero_over_zero_is_one():
 def test_shape_mismatch_raises_project_error():
     with pytest.raises(DataError, match="shape"):
         pixel.pixel_metrics(np.zeros((2, 2)), np.zeros((2, 3)))
+
+
+def test_lopo_derives_mean_iou_of_old_evaluations_exactly():
+    """scripts/lopo.py re-tables evaluations written before pixel_mean_iou existed: per image, TP / N = (1 - A) J /
+    (1 - J) from accuracy A and Jaccard J, so the mean IU follows exactly. Hand case (GT, PRED above): A = 12/16,
+    J = 1/3 -> TP/N = (4/16)(1/3)/(2/3) = 1/8, background IU = (12/16 - 1/8) / (1 - 1/8) = 5/7, mean IU 11/21."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[3] / "scripts" / "lopo.py"
+    spec = importlib.util.spec_from_file_location("histozoo_lopo_script", path)
+    lopo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lopo)
+    assert lopo._mean_iou_of_image(12 / 16, 1 / 3) == pytest.approx(11 / 21)
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(50):  # random masks, empty ones included
+        g, p = rng.random((9, 11)) > rng.random(), rng.random((9, 11)) > rng.random()
+        m = pixel.pixel_metrics(g, p)
+        assert lopo._mean_iou_of_image(m["accuracy"], m["jaccard"]) == pytest.approx(m["mean_iou"], abs=1e-12)
+        rows.append({"pixel_accuracy": m["accuracy"], "pixel_jaccard": m["jaccard"], "want": m["mean_iou"]})
+    old = {"mean": {"pixel_accuracy": 0.5}, "per_image": rows}
+    assert lopo._with_mean_iou(old)["pixel_mean_iou"] == pytest.approx(np.mean([r["want"] for r in rows]))
+    new = {"mean": {"pixel_mean_iou": 0.25}, "per_image": rows}
+    assert lopo._with_mean_iou(new)["pixel_mean_iou"] == 0.25  # a recorded value is kept
