@@ -406,11 +406,11 @@ class LoadedModel:
     source: str
 
 
-def load_local(path: str, postprocess=None) -> LoadedModel:
+def load_local(path: str, postprocess=None, default: bool = True) -> LoadedModel:
     """The local half of the one model loader (``zoo.training.tracking.load`` adds MLflow URIs): a ``.keras`` file
     (its ``spec.json`` beside it) or a run folder (``<run>/checkpoints/last.keras``) -> the Keras model and its
     InferenceSpec. A model saved without a spec gets :func:`default_spec` (``postprocess`` applies only then) and a
-    one-line note."""
+    one-line note, or None with ``default=False``."""
     import keras
 
     import zoo.models  # noqa: F401 — registers the zoo's models for deserialisation
@@ -419,7 +419,7 @@ def load_local(path: str, postprocess=None) -> LoadedModel:
     if os.path.isdir(uri):
         for cand in (os.path.join(uri, "checkpoints", "last.keras"), os.path.join(uri, "last.keras")):
             if os.path.isfile(cand):
-                return load_local(cand, postprocess)
+                return load_local(cand, postprocess, default)
         raise DataError(uri, "a folder without checkpoints/last.keras (give a .keras file or a training run folder)")
     if not os.path.isfile(uri):
         raise DataError(uri, "no such model file (expected a .keras file, a run folder, a run id, or runs:/... / "
@@ -435,6 +435,8 @@ def load_local(path: str, postprocess=None) -> LoadedModel:
     spec_path = os.path.join(os.path.dirname(os.path.abspath(uri)), SPEC_FILE)
     if os.path.isfile(spec_path):
         return LoadedModel(model, InferenceSpec.load(spec_path), uri)
+    if not default:
+        return LoadedModel(model, None, uri)
     print(f"histozoo: note: {uri} has no {SPEC_FILE} beside it; using a default inference spec "
           "(mpp unknown, untyped)", file=sys.stderr)
     return LoadedModel(model, default_spec(model, postprocess), uri)

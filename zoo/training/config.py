@@ -293,10 +293,9 @@ class ExperimentConfig:
     def save(self, path: str) -> None:
         import yaml
 
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path + ".tmp", "w") as fh:
-            yaml.safe_dump(self.to_dict(), fh, sort_keys=False)
-        os.replace(path + ".tmp", path)
+        from zoo.atomic import write_text
+
+        write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 _FLOAT_12 = re.compile(r"""^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+

@@ -148,7 +148,11 @@ class Tracker:
             from zoo.inference import MLFLOW_METADATA_KEY, model_divisor
 
             d = spec.divisor if spec is not None else model_divisor(model)
-            example = np.full((1, d, d, 3), 0.5, np.float32)
+            try:  # an image model: one tile of the divisor's size; any other model: its declared input shape
+                shape = [d if v is None else int(v) for v in model.input_shape[1:]]
+            except (AttributeError, TypeError):
+                shape = [d, d, 3]
+            example = np.full([1] + shape, 0.5, np.float32)
             out = model(example, training=False)
             out = out["probabilities"] if isinstance(out, dict) else out
             signature = infer_signature(example, np.asarray(out))
@@ -196,17 +200,18 @@ def _is_number(v) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ loading
-def load(uri: str, postprocess=None):
+def load(uri: str, postprocess=None, default_spec: bool = True):
     """THE model loader -> ``zoo.inference.LoadedModel`` (model, spec, source): a ``.keras`` file (its ``spec.json``
     beside it), a training run folder, an MLflow run id, ``runs:/<id>/model``, or the registry
     (``models:/<name>/<version>``, ``models:/<name>@champion``; the spec is the logged model's ``histozoo_spec``
-    metadata). ``postprocess`` applies only to models saved without a spec. The CLI, ``histozoo export``, the TFX
-    evaluator and evaluation all load through here."""
-    from zoo.inference import MLFLOW_METADATA_KEY, InferenceSpec, LoadedModel, default_spec, load_local
+    metadata). A model saved without a spec gets ``zoo.inference.default_spec`` (``postprocess`` applies only then),
+    or None with ``default_spec=False``. The CLI, ``histozoo export``, the TFX evaluator and evaluation all load
+    through here."""
+    from zoo import inference
 
     uri = os.fspath(uri)
     if os.path.exists(uri) or uri.endswith(".keras"):
-        return load_local(uri, postprocess)
+        return inference.load_local(uri, postprocess, default_spec)
     if "/" not in uri and ":" not in uri:
         uri = f"runs:/{uri}/model"
     if not uri.startswith(("runs:/", "models:/")):
@@ -221,18 +226,21 @@ def load(uri: str, postprocess=None):
     except Exception as e:  # noqa: BLE001
         raise ConfigError(f"{uri}: could not load the model from MLflow at {tracking_uri()} "
                           f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from None
-    meta = (info.metadata or {}).get(MLFLOW_METADATA_KEY)
+    meta = (info.metadata or {}).get(inference.MLFLOW_METADATA_KEY)
     if meta:
-        spec = InferenceSpec.from_dict(json.loads(meta) if isinstance(meta, str) else meta, f"{uri} (MLmodel)")
-    else:
+        spec = inference.InferenceSpec.from_dict(json.loads(meta) if isinstance(meta, str) else meta,
+                                                 f"{uri} (MLmodel)")
+    elif default_spec:
         print(f"histozoo: note: {uri} was logged without an inference spec; using a default one", file=sys.stderr)
-        spec = default_spec(model, postprocess)
-    return LoadedModel(model, spec, uri)
+        spec = inference.default_spec(model, postprocess)
+    else:
+        spec = None
+    return inference.LoadedModel(model, spec, uri)
 
 
 def load_model(uri: str):
-    """``load(uri).model``: just the Keras model (for Python users who do not need the spec)."""
-    return load(uri).model
+    """``load(uri).model``: just the Keras model (any Keras model, image or not; no spec is made)."""
+    return load(uri, default_spec=False).model
 
 
 # ----------------------------------------------------------------------------------------------- registry

@@ -17,7 +17,7 @@ import os
 import time
 from typing import Optional, Sequence
 
-from zoo.atomic import write_json
+from zoo.atomic import atomic_path, write_json
 from zoo.errors import ConfigError, ZooError
 from zoo.training.config import ExperimentConfig
 from zoo.training.tracking import Tracker
@@ -115,9 +115,8 @@ def epoch_end_callback(ckpt_dir: str, tracker: Tracker, history: dict, on_epoch=
                 logs.update(on_epoch(epoch + 1, self.model) or {})
             for k, v in logs.items():
                 history.setdefault(k, []).append(v)
-            tmp = os.path.join(ckpt_dir, "tmp-" + LAST)
-            self.model.save(tmp)
-            os.replace(tmp, os.path.join(ckpt_dir, LAST))
+            with atomic_path(os.path.join(ckpt_dir, LAST)) as tmp:  # keeps the .keras suffix Keras needs
+                self.model.save(tmp)
             write_json(os.path.join(ckpt_dir, STATE), {"epochs_done": epoch + 1, "history": history,
                                                        "run_id": tracker.run_id})
             tracker.log_metrics(logs, step=epoch + 1)
@@ -289,6 +288,6 @@ def plot_curves(history: dict, path: str) -> None:
         ax.set_title(k)
         ax.set_xlabel("epoch")
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=80)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
     plt.close(fig)
-    os.replace(path + ".tmp.png", path)
