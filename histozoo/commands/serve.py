@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 
 
+LIMITS = ("max_image_pixels", "max_request_pixels", "rest_workers", "rest_queue", "rest_timeout")
+
+
 def _cmd_serve(args) -> int:
     from zoo.errors import ConfigError
 
@@ -25,8 +28,10 @@ def _cmd_serve(args) -> int:
     else:
         entries = [ModelEntry(args.name or os.path.basename(os.path.abspath(args.model_dir)), args.model_dir,
                               tuple(args.version) if args.version else None, labels)]
+    limits = {k: getattr(args, k) for k in LIMITS if getattr(args, k) is not None}  # else the server's defaults
     server = LocalModelServer(entries, host=args.host, port=args.port, rest_port=args.rest_port,
-                              max_workers=args.workers, max_message_bytes=args.max_message_mb * 1024 * 1024)
+                              max_workers=args.workers, max_message_bytes=args.max_message_mb * 1024 * 1024,
+                              **limits)
     server.start()
     for name, m in server.registry.models.items():
         print(f"serving {name} versions {sorted(m.versions)} labels {m.labels} from {os.path.abspath(m.entry.base_path)}")
@@ -50,5 +55,15 @@ def add(sub) -> None:
     p.add_argument("--port", type=int, default=8500, help="gRPC port (0 = any free port, printed)")
     p.add_argument("--rest-port", type=int, default=None, help="also serve the REST API on this port")
     p.add_argument("--workers", type=int, default=8, help="gRPC worker threads")
-    p.add_argument("--max-message-mb", type=int, default=256, help="largest request/response (MiB)")
+    p.add_argument("--max-message-mb", type=int, default=256, help="largest request/response or REST body (MiB)")
+    p.add_argument("--max-image-pixels", type=int, default=None,
+                   help="decoded pixels per image, checked before decoding (default 4096x4096); over: "
+                        "RESOURCE_EXHAUSTED / HTTP 413")
+    p.add_argument("--max-request-pixels", type=int, default=None,
+                   help="decoded pixels per request (default 4 x 4096x4096)")
+    p.add_argument("--rest-workers", type=int, default=None, help="REST requests handled at once (default 8)")
+    p.add_argument("--rest-queue", type=int, default=None,
+                   help="REST connections waiting for a worker (default 32); beyond them: HTTP 503")
+    p.add_argument("--rest-timeout", type=float, default=None, help="seconds before an idle or stalled REST "
+                                                                    "connection is closed (default 30; 408 mid-body)")
     p.set_defaults(func=_cmd_serve)

@@ -71,7 +71,8 @@ def test_serve_cli_subprocess(exported, tmp_path):
     from serving.client import PredictClient
 
     proc = subprocess.Popen([sys.executable, "-m", "histozoo", "serve", str(exported["binary"]), "--port", "0",
-                             "--name", "nuclei", "--version", "1", "--version", "2", "--label", "stable=1"],
+                             "--name", "nuclei", "--version", "1", "--version", "2", "--label", "stable=1",
+                             "--max-image-pixels", "1000"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         target, lines, t0 = None, [], time.time()
@@ -89,6 +90,11 @@ def test_serve_cli_subprocess(exported, tmp_path):
             out = c.predict("nuclei", {"images": np.zeros((1, 8, 8, 3), np.uint8)}, signature="predict_images",
                             label="stable")
             assert out["instances"].shape == (1, 8, 8) and c.last_version == 1
+            from serving.client import ServingError
+
+            with pytest.raises(ServingError) as e:  # --max-image-pixels reached the server: 32 x 32 > 1000
+                c.predict("nuclei", {"images": np.zeros((1, 32, 32, 3), np.uint8)}, signature="predict_images")
+            assert e.value.code == "RESOURCE_EXHAUSTED"
     finally:
         proc.terminate()
         proc.wait(timeout=30)
