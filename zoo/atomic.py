@@ -25,7 +25,7 @@ import uuid
 from typing import Iterator
 
 __all__ = ["atomic_path", "temp_sibling", "commit", "discard", "write_bytes", "write_text", "write_json",
-           "save_image", "atomic_dir", "check_output_dir"]
+           "read_json", "save_image", "atomic_dir", "check_output_dir"]
 
 
 def temp_sibling(path: str | os.PathLike, keep_suffix: bool = True) -> str:
@@ -106,6 +106,21 @@ def write_json(path: str | os.PathLike, obj, indent: int | None = 1, **dump_kw) 
     """
     dump_kw.setdefault("default", float)
     return write_text(path, json.dumps(obj, indent=indent, **dump_kw))
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file"):
+    """The JSON document at ``path``; a missing or unparsable file is a one-line ``DataError`` naming it and
+    ``what`` it should have been (the read side of :func:`write_json`)."""
+    from zoo.errors import DataError
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise DataError(path, f"no such file (expected a {what})")
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as e:
+        raise DataError(path, f"not a readable {what} ({e})") from None
 
 
 def save_image(path: str | os.PathLike, array, format: str | None = None, **save_kw) -> str:

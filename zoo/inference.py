@@ -136,14 +136,9 @@ class InferenceSpec:
 
     @classmethod
     def load(cls, path: str) -> "InferenceSpec":
-        if not os.path.isfile(path):
-            raise DataError(path, "no inference spec file here")
-        try:
-            with open(path) as fh:
-                d = json.load(fh)
-        except (OSError, ValueError) as e:
-            raise DataError(path, f"not a JSON inference spec ({e})") from None
-        return cls.from_dict(d, path)
+        from zoo.atomic import read_json
+
+        return cls.from_dict(read_json(path, "JSON inference spec"), path)
 
     def replace(self, **changes) -> "InferenceSpec":
         return dataclasses.replace(self, **changes)

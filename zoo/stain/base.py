@@ -369,14 +369,7 @@ class StainMatrixNormalizer(StainNormalizer):
 def load(path: str | os.PathLike, jit: bool = True) -> StainNormalizer:
     """The fitted normalizer saved at ``path`` (any method)."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise DataError(path, "file not found")
-    try:
-        with open(path) as f:
-            d = json.load(f)
-    except (OSError, ValueError) as e:
-        raise DataError(path, f"not a JSON stain parameter file ({e})") from None
-    return from_json(d, path, jit=jit)
+    return from_json(atomic.read_json(path, "JSON stain parameter file"), path, jit=jit)
 
 
 def from_json(d: dict, source: str = "stain parameters", jit: bool = True) -> StainNormalizer:

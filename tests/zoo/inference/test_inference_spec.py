@@ -47,7 +47,7 @@ def test_spec_file_errors_name_the_file(tmp_path):
     p.write_text("{}")
     with pytest.raises(DataError, match="spec.json: not a histozoo inference spec"):
         InferenceSpec.load(str(p))
-    with pytest.raises(DataError, match="missing.json: no inference spec file"):
+    with pytest.raises(DataError, match="missing.json: no such file"):
         InferenceSpec.load(str(tmp_path / "missing.json"))
 
 
