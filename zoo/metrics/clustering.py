@@ -73,7 +73,8 @@ def entropy(clusters, classes, base: float = 2.0) -> float:
 
 def entropy_eq14_as_printed(clusters, base: float = 2.0) -> float:
     """Hu et al. (IEEE JBHI 2019) sec. IV-D eq. 14 exactly as printed: -(1/N) sum_k |w_k| log_base(|w_k| / N),
-    the entropy of the cluster sizes (independent of the classes), in bits by default. Kept to make the difference with ``entropy`` explicit. 0 for N = 0."""
+    the entropy of the cluster sizes (independent of the classes), in bits by default. Kept to make the difference
+    with ``entropy`` explicit. 0 for N = 0."""
     a = np.asarray(clusters).ravel()
     if a.size == 0:
         return 0.0
@@ -135,8 +136,9 @@ def cluster_fscore(clusters, classes) -> float:
 
 def clustering_report(clusters, classes, base: float = 2.0) -> dict:
     """Everything of Hu et al. Table III and Yuan & Suh sec. 4.2.1 for one clustering: ``purity``, ``entropy`` (in
-    log ``base``, bits by default as Table III), ``mapping`` (cluster -> class), and the ``classification_report`` keys of the mapped predictions (``f1_weighted``
-    is Hu et al.'s F-score; ``accuracy``, per-class ``precision``/``sensitivity``/``f1`` are Yuan & Suh's table)."""
+    log ``base``, bits by default as Table III), ``mapping`` (cluster -> class), and the ``classification_report``
+    keys of the mapped predictions (``f1_weighted`` is Hu et al.'s F-score; ``accuracy``, per-class
+    ``precision``/``sensitivity``/``f1`` are Yuan & Suh's table)."""
     a, b = _pair(clusters, classes)
     t, ka, kb = contingency(a, b)
     mapping = {k.item(): kb[j].item() for k, j in zip(ka, t.argmax(axis=1))} if t.size else {}

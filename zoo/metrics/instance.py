@@ -3,8 +3,8 @@ al.'s segmentation IoU / F-score.
 
 Every metric here is computed from one table of overlaps (``overlap(gt, pred)``, defined in zoo.metrics.labels):
 the pixel count of every (ground-truth id, predicted id) pair that meets, read off in one ``np.bincount`` over
-``gt * K + pred`` (or ``np.unique`` when the ids are too large for a dense table), plus the area of every instance. Intersection, union
-and IoU of all touching pairs follow at once; no mask is ever built per instance.
+``gt * K + pred`` (or ``np.unique`` when the ids are too large for a dense table), plus the area of every instance.
+Intersection, union and IoU of all touching pairs follow at once; no mask is ever built per instance.
 
 Label maps: 2-D (or any-D) non-negative integer arrays of the same shape, 0 = background. Ids need not be
 consecutive (``[0, 2, 7, 1000]`` is fine) and gt / pred ids are unrelated.
@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoo.metrics.labels import (Overlap, _as_labels, _first_per_group, _get_overlap, instance_classes,  # noqa: F401
+from zoo.errors import DataError
+from zoo.metrics.labels import (Overlap, _first_per_group, _get_overlap, instance_classes,  # noqa: F401
                                 overlap, remap_label)
 
 __all__ = ["Overlap", "overlap", "remap_label", "aji", "aji_plus", "pq", "pq_stats", "per_class_pq", "hu_segmentation",

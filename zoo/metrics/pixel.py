@@ -1,8 +1,8 @@
 """Pixel-level (semantic) segmentation metrics of a foreground mask against the ground truth.
 
 Definitions: Naylor et al. 2017 (TNBC paper, sec. 4 and Table 1: accuracy, IU, recall, precision, F1 and
-"performance" = (TPR + TNR) / 2), Long et al. 2015 (FCN, sec. 5 "Metrics": mean IU) and Yuan & Suh (sec. 3.2 "Evaluation": pixel-wise sensitivity, specificity,
-Dice and Jaccard). With TP, FP, FN, TN counted over pixels:
+"performance" = (TPR + TNR) / 2), Long et al. 2015 (FCN, sec. 5 "Metrics": mean IU) and Yuan & Suh (sec. 3.2
+"Evaluation": pixel-wise sensitivity, specificity, Dice and Jaccard). With TP, FP, FN, TN counted over pixels:
 
     accuracy    = (TP + TN) / (TP + FP + FN + TN)
     sensitivity = recall = TPR = TP / (TP + FN)
@@ -128,7 +128,8 @@ def pixel_metrics(gt, pred) -> dict:
     """Every pixel-level metric in one pass over the masks.
 
     Keys: ``accuracy, precision, recall`` (= ``sensitivity``), ``specificity, f1`` (= ``dice``), ``jaccard``,
-    ``mean_iou``, ``performance`` (floats, definitions in the module docstring) and the counts ``tp, fp, fn, tn`` (ints).
+    ``mean_iou``, ``performance`` (floats, definitions in the module docstring) and the counts ``tp, fp, fn, tn``
+    (ints).
     """
     tp, fp, fn, tn = confusion_counts(gt, pred)
     rec = _ratio(tp, tp + fn)

@@ -90,6 +90,11 @@ def test_per_class_pq_and_mpq():
     assert r["per_class"][1]["tp"] == 0 and r["per_class"][2]["fp"] == 2 and r["mpq"] == 0.0
 
 
+def test_per_class_pq_refuses_matching_below_half():
+    with pytest.raises(DataError, match="match_iou >= 0.5"):
+        im.per_class_pq(GT_B, PR_B, {3: 1}, {100: 1}, match_iou=0.3)
+
+
 def test_class_formats_agree():
     ids = np.array([3, 8])
     cmap = np.zeros_like(GT_B)

@@ -55,8 +55,8 @@ def test_explicit_build_creates_all_weights():
     model = models.build("unet", {"base_filters": 4, "depth": 2})
     model.build((None, None, None, 3))
     assert model.built and model.count_params() == 7479 and len(model.trainable_variables) == 26
-    # with batch norm the 10 block convolutions lose their biases (2 * (4 + 8 + 16 + 8 + 4) = 80 channels: -80) and each of
-    # those 80 channels gains gamma, beta (trainable) and a moving mean and variance: 7479 - 80 + 4 * 80 = 7719
+    # with batch norm the 10 block convolutions lose their biases (2 * (4 + 8 + 16 + 8 + 4) = 80 channels: -80)
+    # and each of those 80 channels gains gamma, beta (trainable) and a moving mean and variance: 7479 - 80 + 320
     bn = models.build("unet", {"base_filters": 4, "depth": 2, "batch_norm": True})
     bn.build((None, None, None, 3))
     assert bn.count_params() == 7719 and len(bn.non_trainable_variables) == 20
