@@ -50,7 +50,8 @@ class InferenceSpec:
     """A trained model's contract; see the module docstring for each field.
 
     model: the registered zoo model name (informational).  mpp: µm/px the model works at (0 = unknown).
-    divisor: padding multiple.  tile_size: 0 = whole images (whole-slide inference tiles at this size).
+    divisor: padding multiple.  tile_size: 0 = whole images in one pass; else images larger than it run in tiles
+    overlapping by tile_overlap pixels, averaged (whole-slide inference tiles at this size too).
     channels: output channel names.  class_names: nucleus type names 1..K.  stain: fitted normalizer JSON or None.
     postprocess: PostprocessConfig (resolved, never ``auto``).
     """
@@ -60,6 +61,7 @@ class InferenceSpec:
     mpp: float = 0.0
     divisor: int = 32
     tile_size: int = 0
+    tile_overlap: int = 32
     stain: Optional[dict] = None
     postprocess: PostprocessConfig = dataclasses.field(default_factory=PostprocessConfig)
     model: str = ""
@@ -72,10 +74,13 @@ class InferenceSpec:
         if not isinstance(self.mpp, (int, float)) or isinstance(self.mpp, bool) or self.mpp < 0:
             raise ConfigError(f"spec.mpp must be a number >= 0 (0 = unknown), got {self.mpp!r}")
         object.__setattr__(self, "mpp", float(self.mpp))
-        for k in ("divisor", "tile_size"):
+        for k in ("divisor", "tile_size", "tile_overlap"):
             v = getattr(self, k)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < (1 if k == "divisor" else 0):
                 raise ConfigError(f"spec.{k} must be an integer >= {1 if k == 'divisor' else 0}, got {v!r}")
+        if self.tile_size and not self.tile_overlap < self.tile_size:
+            raise ConfigError(f"spec.tile_overlap must be smaller than tile_size, got {self.tile_overlap} >= "
+                              f"{self.tile_size}")
         if self.stain is not None and not isinstance(self.stain, Mapping):
             raise ConfigError(f"spec.stain must be a fitted stain normalizer's JSON or null, got {self.stain!r}")
         pp = PostprocessConfig.from_dict(self.postprocess).resolve(len(self.channels))
@@ -104,7 +109,8 @@ class InferenceSpec:
     # -------------------------------------------------------------------------------------- serialisation
     def to_dict(self) -> dict:
         return {"format": SPEC_FORMAT, "version": SPEC_VERSION, "model": self.model, "mpp": self.mpp,
-                "divisor": int(self.divisor), "tile_size": int(self.tile_size), "channels": list(self.channels),
+                "divisor": int(self.divisor), "tile_size": int(self.tile_size),
+                "tile_overlap": int(self.tile_overlap), "channels": list(self.channels),
                 "class_names": list(self.class_names), "stain": self.stain,
                 "postprocess": self.postprocess.to_dict()}
 
@@ -300,6 +306,88 @@ def as_forward(model, spec: InferenceSpec) -> Callable[[np.ndarray], np.ndarray]
 _LAST_FORWARD: list = [None]
 
 
+# ------------------------------------------------------------------------------------------- tiles
+def tile(image, size: int, overlap: int = 0):
+    """Cut a (H, W[, C]) image into overlapping (size, size) tiles covering it.
+
+    Returns (tiles [N, size, size(, C)], info) where info = {"starts": [N, 2] int32 (row, col) of each tile,
+    "height", "width"}. Tiles start every ``size - overlap`` pixels, the last one flush with the bottom/right edge;
+    an image smaller than ``size`` is mirror-padded. Graph-safe; numpy input accepted.
+    """
+    import tensorflow as tf
+
+    from zoo.data import augment
+
+    if not 0 <= overlap < size:
+        raise ConfigError(f"tile: overlap must lie in [0, size), got overlap={overlap}, size={size}")
+    image = tf.convert_to_tensor(image)
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    stride = size - overlap
+
+    def starts(n):
+        last = tf.maximum(n - size, 0)
+        k = (last + stride - 1) // stride + 1
+        return tf.minimum(tf.range(k) * stride, last)
+
+    sy, sx = starts(h), starts(w)
+    iy = augment.reflect_index(sy[:, None] + tf.range(size)[None], h)  # [ny, size]
+    ix = augment.reflect_index(sx[:, None] + tf.range(size)[None], w)  # [nx, size]
+    t = tf.gather(image, iy, axis=0)                # [ny, size, W, ...]
+    t = tf.gather(t, ix, axis=2)                    # [ny, size, nx, size, ...]
+    perm = [0, 2, 1, 3] + list(range(4, t.shape.rank))
+    t = tf.transpose(t, perm)
+    ny, nx = tf.shape(sy)[0], tf.shape(sx)[0]
+    t = tf.reshape(t, tf.concat([[ny * nx, size, size], tf.shape(image)[2:]], 0))
+    gy, gx = tf.meshgrid(sy, sx, indexing="ij")
+    info = {"starts": tf.stack([tf.reshape(gy, [-1]), tf.reshape(gx, [-1])], -1), "height": h, "width": w}
+    return t, info
+
+
+def untile(tiles, info, margin: int = 0):
+    """Blend per-tile outputs [N, size, size(, C)] back into [H, W(, C)]. Each tile contributes only its core: it
+    drops ``margin`` pixels on every side that does not lie on the image's edge (predictions near a tile's cut edge
+    see a padded context); where cores overlap they are averaged. With ``margin`` <= overlap / 2 the cores cover the
+    image, so every pixel comes from a tile that saw at least ``margin`` pixels of real context around it."""
+    import tensorflow as tf
+
+    tiles = tf.cast(tf.convert_to_tensor(tiles), tf.float32)
+    size = tf.shape(tiles)[1]
+    h, w = info["height"], info["width"]
+    hc, wc = tf.maximum(h, size), tf.maximum(w, size)
+    r = tf.range(size)
+    sy, sx = info["starts"][:, 0], info["starts"][:, 1]
+
+    def core(start, n):  # [N, size]: 1 inside the tile's core along one axis
+        lo = tf.where(start[:, None] > 0, margin, 0)
+        hi = tf.where(start[:, None] + size < n, size - margin, size)
+        return tf.cast((r[None] >= lo) & (r[None] < hi), tf.float32)
+
+    wgt = core(sy, h)[:, :, None] * core(sx, w)[:, None, :]  # [N, size, size]
+    yy = sy[:, None, None] + r[None, :, None] + 0 * r[None, None, :]
+    xx = sx[:, None, None] + 0 * r[None, :, None] + r[None, None, :]
+    idx = tf.stack([yy, xx], -1)                               # [N, size, size, 2]
+    rest = tf.shape(tiles)[3:]
+    wt = tf.reshape(wgt, tf.concat([tf.shape(wgt), tf.ones_like(rest)], 0))
+    acc = tf.scatter_nd(idx, tiles * wt, tf.concat([[hc, wc], rest], 0))
+    cnt = tf.scatter_nd(idx, wgt, tf.stack([hc, wc]))
+    cnt = tf.reshape(cnt, tf.concat([[hc, wc], tf.ones_like(rest)], 0))
+    return (acc / tf.maximum(cnt, 1e-12))[:h, :w]
+
+
+def forward_image(forward, spec: InferenceSpec, image: np.ndarray, batch: int = 4) -> np.ndarray:
+    """Probabilities (H, W, C) of one image at the model's resolution: in one pass, or, when ``spec.tile_size`` is set
+    and the image is larger, in ``tile_size`` tiles overlapping by ``spec.tile_overlap`` (``batch`` tiles per call),
+    each keeping its core (``tile_overlap / 2`` pixels dropped at cut edges, :func:`untile`)."""
+    size = spec.tile_size
+    h, w = image.shape[:2]
+    if not size or (h <= size and w <= size):
+        return forward(image[None])[0]
+    tiles, info = tile(image, size, spec.tile_overlap)
+    tiles = np.asarray(tiles)
+    out = np.concatenate([forward(tiles[i:i + batch]) for i in range(0, len(tiles), batch)])
+    return np.asarray(untile(out, info, spec.tile_overlap // 2), np.float32)
+
+
 # ------------------------------------------------------------------------------------------- THE function
 @dataclasses.dataclass
 class Prediction:
@@ -355,7 +443,7 @@ def predict(model, spec: InferenceSpec, image: np.ndarray, mpp: Optional[float] 
         size = (max(1, int(round(h * f))), max(1, int(round(w * f))))
         x = np.clip(np.round(_resize(img, size, 1)), 0, 255).astype(np.uint8)
     if probabilities is None:
-        probabilities = as_forward(model, spec)(x[None])[0]
+        probabilities = forward_image(as_forward(model, spec), spec, x)
     probs = np.asarray(probabilities, np.float32)
     if probs.shape[:2] != x.shape[:2] or probs.shape[2] != spec.num_channels:
         raise ConfigError(f"the model returned probabilities of shape {probs.shape} for an input of {x.shape[:2]}; "

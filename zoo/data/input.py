@@ -1,8 +1,10 @@
 """The tf.data input layer: records -> (augmented patches, per-pixel targets, per-pixel loss weights).
 
-``dataset(source, config, split, fold, training)`` is the one entry point (training core, evaluation, TFX Trainer).
+``dataset(source, config, split, fold)`` is the one entry point (the training core, hence the CLI, MLflow and the TFX
+Trainer). Evaluation does not come through here: it runs whole images through THE inference function
+(``zoo.inference.predict``), exactly as a served model does.
 
-Training (``training=True``) yields ``(x, y, w)`` batches ready for ``keras.Model.fit(ds)`` with per-pixel sample
+Training yields ``(x, y, w)`` batches ready for ``keras.Model.fit(ds)`` with per-pixel sample
 weights: x float32 [B, P, P, 3] in [0, 1]; y int32 [B, P, P] class indices (zoo.data.targets for each target);
 w float32 [B, P, P] loss weights (ones for ``weight_map="none"``, except 0 where a pixel is to be ignored). With
 ``types="extra"`` y and w are dicts {"target": ..., "types": ...} (per-pixel nucleus type, 0 = background or unknown,
@@ -15,14 +17,6 @@ targets and weight maps from the WARPED instance map (so they stay aligned) -> p
 patch shuffle -> batch -> prefetch. Patch centres are uniform over the image (the patch lies inside the image
 when the image is large enough; beyond its edges pixels are mirrored). Reproducible: the same seed gives the same
 batches in every run; successive passes (epochs) over one dataset object draw new patches and augmentations.
-
-Evaluation (``training=False``) yields dicts, deterministic, no augmentation, ``eval_batch_size`` (1) whole images
-each: "x" [B, H', W', 3], "y" [B, H', W'], "w" [B, H', W'], "instances" [B, H', W'] int32, "image_id" [B] string,
-"height"/"width" [B] int32 (the true size), "scale" [B] float32 (resampling factor applied, 1 if none), plus "types"
-with typed targets and "points_yx" [B, N, 2] / "point_classes" [B, N] (padded with -1) for the points target.
-H', W' are the size rounded up to a multiple of ``eval_pad_multiple`` (mirrored image, zero labels, w = 0 in the
-padding); crop predictions to [:height, :width]. ``keras_view(ds)`` maps it to (x, y, w) for ``fit(validation_data=)``;
-``tile``/``untile`` cut images too big for one forward pass into overlapping tiles and blend predictions back.
 """
 
 from __future__ import annotations
@@ -67,7 +61,6 @@ class InputConfig:
     shuffle_buffer: patches in the shuffle buffer (<= 1: no patch shuffling); seed: the seed of every random choice.
     cache: keep decoded (resampled) images in memory after the first pass.
     num_parallel_calls: map parallelism (-1 = AUTOTUNE).
-    eval_batch_size, eval_pad_multiple: evaluation batching and padding (see module doc).
     """
 
     patch_size: int = 256
@@ -106,8 +99,6 @@ class InputConfig:
     seed: int = 0
     cache: bool = True
     num_parallel_calls: int = -1
-    eval_batch_size: int = 1
-    eval_pad_multiple: int = 32
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -120,8 +111,7 @@ class InputConfig:
         _check(self.target in targets.TARGETS, "target", f"must be one of {targets.TARGETS}")
         _check(self.weight_map in targets.WEIGHT_MAPS, "weight_map", f"must be one of {targets.WEIGHT_MAPS}")
         _check(self.types in TYPE_MODES, "types", f"must be one of {TYPE_MODES}")
-        for name in ("patch_size", "batch_size", "patches_per_image", "eval_batch_size", "eval_pad_multiple",
-                     "boundary_width"):
+        for name in ("patch_size", "batch_size", "patches_per_image", "boundary_width"):
             _check(getattr(self, name) >= 1, name, "must be >= 1")
         for name in ("w0", "mpp", "affine_rotation", "affine_scale", "affine_shear", "elastic_alpha", "brightness",
                      "contrast", "saturation", "hed_sigma", "hed_bias", "blur_sigma", "num_types"):
@@ -310,65 +300,10 @@ def _training(images: tf.data.Dataset, cfg: InputConfig, npc) -> tf.data.Dataset
     return ds.batch(cfg.batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
-# ---------------------------------------------------------------- evaluation
-
-def pad_to(image, height, width):
-    """Mirror-pad (symmetric reflection) a (H, W[, C]) tensor at the bottom/right to (height, width)."""
-    iy = augment.reflect_index(tf.range(height), tf.shape(image)[0])
-    ix = augment.reflect_index(tf.range(width), tf.shape(image)[1])
-    return tf.gather(tf.gather(image, iy, axis=0), ix, axis=1)
-
-
-def _evaluate_one(e: dict, cfg: InputConfig) -> dict:
-    h, w = tf.shape(e["image"])[0], tf.shape(e["image"])[1]
-    m = cfg.eval_pad_multiple
-    hp, wp = (h + m - 1) // m * m, (w + m - 1) // m * m
-    x = tf.cast(pad_to(e["image"], hp, wp), tf.float32) / 255.0
-    pad = [[0, hp - h], [0, wp - w]]
-    valid = tf.pad(tf.ones(tf.stack([h, w]), tf.float32), pad)
-    inst, types = _unpack(e["label"], cfg)
-    inst = tf.pad(inst, pad)
-    out = {"x": tf.ensure_shape(x, [None, None, 3]), "instances": inst, "image_id": e["image_id"],
-           "height": h, "width": w, "scale": e["scale"]}
-    if cfg.target == "points":
-        y, wt = _point_targets(e["points_yx"], e["point_classes"], tf.stack([hp, wp]), cfg)
-        out.update(y=y, w=wt * valid, points_yx=e["points_yx"], point_classes=e["point_classes"])
-        return out
-    if types is not None:
-        types = tf.pad(types, pad)
-        out["types"] = types
-    y, wt = _targets(inst, types, cfg, valid)
-    if isinstance(y, dict):
-        y, wt = y["target"], wt["target"]
-    out.update(y=y, w=wt)
-    return out
-
-
-def _evaluation(images: tf.data.Dataset, cfg: InputConfig, npc) -> tf.data.Dataset:
-    ds = images.map(lambda e: _evaluate_one(e, cfg), num_parallel_calls=npc, deterministic=True)
-    pads = {k: (tf.constant(-1, v.dtype) if k in ("points_yx", "point_classes") else None)
-            for k, v in ds.element_spec.items()}
-    pads = {k: v for k, v in pads.items() if v is not None}
-    if pads:
-        full = {k: tf.constant(0, v.dtype) if v.dtype != tf.string else tf.constant("")
-                for k, v in ds.element_spec.items()}
-        full.update(pads)
-        ds = ds.padded_batch(cfg.eval_batch_size, padding_values=full)
-    else:
-        ds = ds.padded_batch(cfg.eval_batch_size)
-    return ds.prefetch(AUTOTUNE)
-
-
-def keras_view(ds: tf.data.Dataset) -> tf.data.Dataset:
-    """An evaluation dataset as (x, y, w) triples, e.g. for ``fit(validation_data=...)``."""
-    return ds.map(lambda d: (d["x"], d["y"], d["w"]))
-
-
 # ---------------------------------------------------------------- the entry point
 
-def dataset(source, config: InputConfig, split: str = "train", fold: int | None = None,
-            training: bool = True) -> tf.data.Dataset:
-    """The tf.data pipeline of ``source`` (a built data dir, or shard path(s)) under ``config`` (module doc)."""
+def dataset(source, config: InputConfig, split: str = "train", fold: int | None = None) -> tf.data.Dataset:
+    """The training pipeline of ``source`` (a built data dir, or shard path(s)) under ``config`` (module doc)."""
     if not isinstance(config, InputConfig):
         raise ConfigError(f"dataset: config must be an InputConfig, got {type(config).__name__}")
     paths, ids = resolve(source, split, fold)
@@ -382,55 +317,4 @@ def dataset(source, config: InputConfig, split: str = "train", fold: int | None 
     ds = ds.map(lambda ex: _prepare(ex, config), num_parallel_calls=npc, deterministic=True)
     if config.cache:
         ds = ds.cache()
-    return _training(ds, config, npc) if training else _evaluation(ds, config, npc)
-
-
-# ---------------------------------------------------------------- tiling for evaluation of large images
-
-def tile(image, size: int, overlap: int = 0):
-    """Cut a (H, W[, C]) image into overlapping (size, size) tiles covering it.
-
-    Returns (tiles [N, size, size(, C)], info) where info = {"starts": [N, 2] int32 (row, col) of each tile,
-    "height", "width"}. Tiles start every ``size - overlap`` pixels, the last one flush with the bottom/right edge;
-    an image smaller than ``size`` is mirror-padded. Graph-safe; numpy input accepted.
-    """
-    if not 0 <= overlap < size:
-        raise ConfigError(f"tile: overlap must lie in [0, size), got overlap={overlap}, size={size}")
-    image = tf.convert_to_tensor(image)
-    h, w = tf.shape(image)[0], tf.shape(image)[1]
-    stride = size - overlap
-
-    def starts(n):
-        last = tf.maximum(n - size, 0)
-        k = (last + stride - 1) // stride + 1
-        return tf.minimum(tf.range(k) * stride, last)
-
-    sy, sx = starts(h), starts(w)
-    iy = augment.reflect_index(sy[:, None] + tf.range(size)[None], h)  # [ny, size]
-    ix = augment.reflect_index(sx[:, None] + tf.range(size)[None], w)  # [nx, size]
-    t = tf.gather(image, iy, axis=0)                # [ny, size, W, ...]
-    t = tf.gather(t, ix, axis=2)                    # [ny, size, nx, size, ...]
-    perm = [0, 2, 1, 3] + list(range(4, t.shape.rank))
-    t = tf.transpose(t, perm)
-    ny, nx = tf.shape(sy)[0], tf.shape(sx)[0]
-    t = tf.reshape(t, tf.concat([[ny * nx, size, size], tf.shape(image)[2:]], 0))
-    gy, gx = tf.meshgrid(sy, sx, indexing="ij")
-    info = {"starts": tf.stack([tf.reshape(gy, [-1]), tf.reshape(gx, [-1])], -1), "height": h, "width": w}
-    return t, info
-
-
-def untile(tiles, info):
-    """Blend per-tile outputs [N, size, size(, C)] back into [H, W(, C)], averaging where tiles overlap."""
-    tiles = tf.cast(tf.convert_to_tensor(tiles), tf.float32)
-    size = tf.shape(tiles)[1]
-    h, w = info["height"], info["width"]
-    hc, wc = tf.maximum(h, size), tf.maximum(w, size)
-    r = tf.range(size)
-    yy = info["starts"][:, 0, None, None] + r[None, :, None] + 0 * r[None, None, :]
-    xx = info["starts"][:, 1, None, None] + 0 * r[None, :, None] + r[None, None, :]
-    idx = tf.stack([yy, xx], -1)                               # [N, size, size, 2]
-    rest = tf.shape(tiles)[3:]
-    acc = tf.scatter_nd(idx, tiles, tf.concat([[hc, wc], rest], 0))
-    cnt = tf.scatter_nd(idx, tf.ones(tf.shape(idx)[:3]), tf.stack([hc, wc]))
-    cnt = tf.reshape(cnt, tf.concat([[hc, wc], tf.ones_like(rest)], 0))
-    return (acc / tf.maximum(cnt, 1.0))[:h, :w]
+    return _training(ds, config, npc)

@@ -121,6 +121,11 @@ def _option_specs(method: str) -> dict[str, tuple[Any, str]]:
 
 
 def _check_type(method: str, key: str, value, default, kind: str = ""):
+    kind = kind.replace("Optional[", "").replace("]", "").replace(" | None", "").strip()
+    if value is None and (default is None or "None" in str(kind)):
+        return None
+    if default is None:  # an optional option: its annotation says the type
+        default = {"int": 0, "float": 0.0, "bool": False}.get(kind, default)
     if kind == "float":
         default = float(default)
     if isinstance(default, bool):

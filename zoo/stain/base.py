@@ -22,6 +22,7 @@ import numpy as np
 from zoo import atomic
 from zoo.errors import ConfigError, DataError
 from zoo.registry import Registry
+from zoo.stain.deconvolution import optical_density, to_uint8  # noqa: F401 (one definition each, re-exported)
 
 FORMAT = "histozoo-stain-params"
 VERSION = 1
@@ -75,14 +76,6 @@ def _as_batch(images):
 
 
 # --------------------------------------------------------------------------------------------- TF helpers
-def optical_density(x, io: float):
-    """Beer-Lambert optical density ``OD = -log((I + 1) / Io)`` of float RGB values (Macenko et al. 2009;
-    the +1 and ``Io = 240`` follow torchstain / the original Macenko code)."""
-    import tensorflow as tf
-
-    return -tf.math.log((x + 1.0) / io)
-
-
 def tissue_mask(od, beta: float):
     """Pixels whose OD is at least ``beta`` in every channel (Macenko et al. 2009: transparent pixels excluded)."""
     import tensorflow as tf
@@ -146,13 +139,6 @@ def hist_percentiles(values, qs, weights=None, nbins: int = 65536):
         frac = tf.clip_by_value((rank - before + 0.5) / inbin, 0.0, 1.0)
         out.append(lo + (tf.cast(j, tf.float32) + frac) * width)
     return tf.stack(out, axis=1)
-
-
-def to_uint8(x):
-    """Round float RGB to uint8 with clipping (NaN-free inputs assumed)."""
-    import tensorflow as tf
-
-    return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
 
 
 # ----------------------------------------------------------------------------------------------- base class

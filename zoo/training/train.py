@@ -67,7 +67,7 @@ def training_dataset(config: ExperimentConfig, records: Optional[Sequence[str]] 
     if not records:
         check_data_dir(config)
     split = "train" if config.fold is not None else config.train_split
-    return dataset(source, _input_config(config), split=split, fold=config.fold, training=True).repeat()
+    return dataset(source, _input_config(config), split=split, fold=config.fold).repeat()
 
 
 def check_data_dir(config: ExperimentConfig) -> None:

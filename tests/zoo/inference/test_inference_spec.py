@@ -147,3 +147,33 @@ def test_postprocess_config_round_trip_and_apply():
     p1[0, 0] = 0.2  # the left blob shrinks to 1 pixel: dropped, the right one renumbered 1
     np.testing.assert_array_equal(apply(np.stack([1 - p1, p1], -1), cfg),
                                   [[0, 0, 0, 1], [0, 0, 0, 1]])
+
+
+@pytest.mark.parametrize("shape,size,overlap", [((70, 90, 3), 32, 8), ((20, 50), 32, 0), ((64, 64, 2), 32, 16)])
+def test_tile_untile_round_trip(shape, size, overlap):
+    from zoo.inference import tile, untile
+
+    img = np.random.default_rng(0).random(shape).astype(np.float32)
+    tiles, info = tile(img, size, overlap)
+    assert tiles.shape[1:3] == (size, size)
+    starts = info["starts"].numpy()
+    assert starts[:, 0].max() + size >= shape[0] or shape[0] < size
+    np.testing.assert_allclose(untile(tiles, info).numpy(), img, atol=1e-6)
+    np.testing.assert_allclose(untile(tiles, info, overlap // 2).numpy(), img, atol=1e-6)  # cores cover it
+    with pytest.raises(ConfigError):
+        tile(img, 8, 8)
+
+
+def test_tiled_inference_equals_one_pass_for_a_pointwise_model(tnbc_patient09):
+    """spec.tile_size: a 512 x 512 TNBC image in 128-pixel tiles overlapping by 16 gives the one-pass probabilities
+    (to float rounding) and the same instances, for a model whose receptive field (7 px) fits in the overlap."""
+    model = _darkness_model()
+    whole = InferenceSpec(divisor=1, postprocess={"method": "threshold", "min_size": 30})
+    tiled = whole.replace(tile_size=128, tile_overlap=16)
+    img = tnbc_patient09[2].image
+    a, b = predict(model, whole, img), predict(model, tiled, img)
+    np.testing.assert_allclose(b.probabilities, a.probabilities, atol=1e-5)
+    np.testing.assert_array_equal(b.instances, a.instances)
+    assert a.num_instances > 20
+    with pytest.raises(ConfigError, match="tile_overlap must be smaller"):
+        InferenceSpec(tile_size=16, tile_overlap=16)
