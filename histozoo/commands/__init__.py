@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 #: the subcommand groups, in the order ``histozoo --help`` lists them (module names under histozoo.commands)
-GROUPS = ("data", "train", "evaluate", "registry", "export", "predict", "serve", "pipeline", "normalize")
+GROUPS = ("data", "train", "evaluate", "tune", "registry", "export", "predict", "serve", "pipeline", "normalize")
 
 
 def parse_key_values(pairs: list[str] | None, flag: str = "--option") -> dict:
