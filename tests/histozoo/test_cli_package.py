@@ -45,7 +45,7 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict:
 
 
 def test_every_group_is_a_module_with_add_and_registered():
-    groups = ("data", "train", "evaluate", "registry", "export", "predict", "serve", "pipeline", "normalize")
+    groups = ("data", "train", "evaluate", "tune", "registry", "export", "predict", "serve", "pipeline", "normalize")
     assert tuple(cli.GROUPS) == groups
     for g in groups:
         mod = importlib.import_module(f"histozoo.commands.{g}")
