@@ -1,7 +1,7 @@
 """histozoo's segmentation models, registered by name.
 
     from zoo import models
-    models.available()                       # ['deconvnet', 'ensemble', 'fcn8s', 'pangnet', 'unet']
+    models.available()                       # ['deconvnet', 'ensemble', 'fcn8s', 'pangnet', 'qu', 'unet']
     net = models.build("unet", {"num_classes": 3})
     probs = net(images)                      # float32 [B, H, W, 3] in [0, 1] -> softmax [B, H, W, num_classes]
 
@@ -11,7 +11,7 @@ described in zoo.models.base. Importing this package registers every model, laye
 process must do before ``keras.saving.load_model`` reads a histozoo ``.keras`` file.
 
 Papers: PangNet, FCN-8s, DeconvNet and their ensemble (Naylor et al. 2017, section 5) in ``naylor``; Yuan & Suh's
-U-Net (section 3.2) in ``unet``; the VGG16 encoder and its weight loading in ``vgg``.
+U-Net (section 3.2) in ``unet``; Qu et al.'s ResNet34 U-Net (section 2.1) in ``qu``; the VGG16 encoder and its weight loading in ``vgg``.
 """
 
 import zoo.losses  # noqa: F401  (a compiled .keras file names histozoo losses: importing zoo.models must be enough)
@@ -20,7 +20,8 @@ from zoo.models.registry import available, build, get, register
 from zoo.models.naylor import (DeconvNet, DeconvNetConfig, Ensemble, EnsembleConfig, EnsembleMember, FCN8s,
                                FCN8sConfig, PangNet, PangNetConfig)
 from zoo.models.unet import UNet, UNetConfig
+from zoo.models.qu import QuConfig, QuNet
 
 __all__ = ["ModelConfig", "SegmentationModel", "available", "build", "get", "register", "PangNet", "PangNetConfig",
            "FCN8s", "FCN8sConfig", "DeconvNet", "DeconvNetConfig", "Ensemble", "EnsembleConfig", "EnsembleMember",
-           "UNet", "UNetConfig"]
+           "UNet", "UNetConfig", "QuNet", "QuConfig"]

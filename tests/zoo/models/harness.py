@@ -26,6 +26,8 @@ TINY_CONFIGS = {
     # members with different strides (1 and 32): the ensemble pads to their least common multiple
     "ensemble": {"members": [{"name": "pangnet"}, {"name": "fcn8s", "config": dict(_VGG_TINY)}]},
     "unet": {"base_filters": 4, "depth": 2},
+    # keras-hub keeps the ResNet stem and first stage at 64 maps: one block per stage, stages 2-4 at 1/16 width
+    "qu": {"num_types": 2, "encoder_blocks": [1, 1, 1, 1], "encoder_width": 1 / 16, "decoder_filters": [8, 8, 4, 4, 4]},
 }
 
 
