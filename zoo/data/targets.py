@@ -8,6 +8,9 @@ Class indices of every target (y, int32):
   (1..K), K + 1 contour.
 - ``points``: a disc of radius r around each centre, labelled with the point's type (1 when the dataset is untyped);
   weight 0 (ignored) outside the discs.
+- mixed supervision (``mixed_instance_target`` / ``mixed_point_target``; InputConfig ``mixed_supervision``): the
+  ``inner_contour`` merged classes 0..K+1 plus K + 2 (inner of unknown type), K + 2 + k (disc of a type-k centre)
+  and 2K + 3 (unlabelled); the table is in zoo.losses.mixed.
 
 Boundary / contour pixels (``boundary``): a nucleus pixel is a boundary pixel when some pixel in the
 (2 * width + 1) x (2 * width + 1) square around it carries another label (background or another nucleus); pixels
@@ -194,6 +197,27 @@ def point_discs(points_yx, classes, size, radius: float, untyped: bool):
     y = tf.math.floormod(grid, 1024)
     wt = tf.cast((grid > 0) & (y > 0), tf.float32)
     return tf.where(grid > 0, y, 0), wt
+
+
+# ---------------------------------------------------------------- mixed supervision (Qu et al., zoo.losses.mixed)
+
+def mixed_instance_target(instances, types, width: int, num_types: int):
+    """(H, W) int32 mixed-supervision labels of an instance map (zoo.losses.mixed's table, K = ``num_types``):
+    0 background, K + 1 contour, inner part of a type-k nucleus k (1..K) where ``types`` (H, W) knows the type, and
+    K + 2 (any-type inner) where it does not (type 0, or ``types`` None: untyped data such as MoNuSeg / TNBC)."""
+    fg = instances > 0
+    contour = fg & ~inner_parts_tf(instances, width)
+    t = tf.zeros_like(instances, tf.int32) if types is None else tf.cast(types, tf.int32)
+    inner = tf.where((t > 0) & (t <= num_types), t, num_types + 2)
+    return tf.where(contour, num_types + 1, tf.where(fg, inner, 0))
+
+
+def mixed_point_target(points_yx, classes, size, radius: float, num_types: int):
+    """Mixed-supervision (y, w) of centre points (zoo.losses.mixed): K + 2 + k on the disc (``point_discs``) of a
+    point of type k, weight 1; 2K + 3 (unlabelled) elsewhere and on discs of points of unknown type, weight 0."""
+    y, w = point_discs(points_yx, tf.clip_by_value(tf.cast(classes, tf.int32), 0, num_types), size, radius,
+                       untyped=False)
+    return tf.where(w > 0, num_types + 2 + y, 2 * num_types + 3), w
 
 
 # ---------------------------------------------------------------- weight maps

@@ -5,7 +5,9 @@ Segmentation losses take integer labels ``[B, H, W]``, softmax probabilities ``[
 
 - ``weighted_ce``: Naylor et al.'s per-pixel weighted log loss (class weights and/or weight maps);
 - ``dice``: soft multi-class Dice;
-- ``ce_dice``: their weighted sum.
+- ``ce_dice``: their weighted sum;
+- ``qu_mixed``: Qu et al.'s L_ce + beta * L_per (frozen-VGG16 perceptual term, zoo.losses.perceptual) under mixed
+  supervision (untyped instances, typed centres, typed instances in one batch; zoo.losses.mixed).
 
 Importing this package registers the loss classes with Keras (a compiled ``.keras`` file names them).
 """
@@ -14,6 +16,7 @@ from zoo.losses.registry import available_losses, get_loss, register_loss
 from zoo.losses.pixel import PixelLoss
 from zoo.losses.cross_entropy import WeightedCrossEntropy, pixel_cross_entropy
 from zoo.losses.dice import CrossEntropyDice, SoftDice
+from zoo.losses.mixed import QuMixedLoss
 
 __all__ = ["available_losses", "get_loss", "register_loss", "PixelLoss", "WeightedCrossEntropy",
-           "pixel_cross_entropy", "SoftDice", "CrossEntropyDice"]
+           "pixel_cross_entropy", "SoftDice", "CrossEntropyDice", "QuMixedLoss"]
