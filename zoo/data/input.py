@@ -59,6 +59,9 @@ class InputConfig:
     color_jitter (+ brightness, contrast, saturation, hue): random colour jitter.
     hed_jitter (+ hed_sigma, hed_bias): random HED stain jitter (Tellez et al. 2018).
     shuffle_buffer: patches in the shuffle buffer (<= 1: no patch shuffling); seed: the seed of every random choice.
+    mixed_supervision: Qu et al.'s mixed supervision (target inner_contour, types merged): records with instance maps
+        give zoo.data.targets.mixed_instance_target labels (inner of unknown type = K + 2), records with centre
+        points only give mixed_point_target discs; the per-pixel labels tell zoo.losses.mixed which term applies.
     cache: keep decoded (resampled) images in memory after the first pass.
     num_parallel_calls: map parallelism (-1 = AUTOTUNE).
     """
@@ -99,6 +102,7 @@ class InputConfig:
     seed: int = 0
     cache: bool = True
     num_parallel_calls: int = -1
+    mixed_supervision: bool = False
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -133,6 +137,10 @@ class InputConfig:
             _check(self.target == "inner_contour", "types", "'merged' needs target='inner_contour'")
         if self.types != "none":
             _check(self.num_types >= 1, "num_types", f"must be >= 1 with types={self.types!r}")
+        if self.mixed_supervision:
+            _check(self.types == "merged", "mixed_supervision", "needs target='inner_contour' and types='merged'")
+            _check(self.weight_map in ("none", "unet", "unet_nucleus_distance"), "mixed_supervision",
+                   "works with weight_map none, unet or unet_nucleus_distance")
 
     @property
     def num_classes(self) -> int:
@@ -194,6 +202,8 @@ def _check_labels(paths: Sequence[str], config: InputConfig) -> None:
     if first is None:
         raise DataError(paths[0], "record shard is empty")
     s = records.to_sample(first)
+    if config.mixed_supervision:  # each record trains on what it has (instances, or centre points)
+        return
     if config.target == "points" and s.points_yx is None:
         raise DataError(paths[0], f"target 'points' needs centre points; record {s.image_id!r} has none")
     if config.target != "points" and s.instances is None:
@@ -236,7 +246,7 @@ def _prepare(ex: dict, cfg: InputConfig) -> dict:
 
         image, label, pts = tf.cond(tf.equal(scale, 1.0), lambda: (image, label, pts), resample)
     return {"image": image, "label": label, "points_yx": pts, "point_classes": ex["point_classes"],
-            "image_id": ex["image_id"], "scale": scale}
+            "image_id": ex["image_id"], "scale": scale, "has_instances": ex["has_instances"]}
 
 
 def _unpack(label, cfg: InputConfig):
@@ -263,6 +273,24 @@ def _point_targets(pts, classes, size, cfg: InputConfig):
     return targets.point_discs(pts, classes, size, cfg.point_radius, untyped=cfg.num_types == 0)
 
 
+def _mixed_targets(e: dict, coords, m, centre, seed, cfg: InputConfig):
+    """Mixed supervision (y, w) of one patch: from the warped instance map when the record has one, else discs
+    around its warped centre points (zoo.data.targets mixed_*; the label values are zoo.losses.mixed's table)."""
+    p = cfg.patch_size
+    inst, types = _unpack(augment.sample(e["label"], coords, "nearest"), cfg)
+    pts = augment.transform_points(e["points_yx"], m, centre, p, seed, cfg)
+
+    def from_instances():
+        y = targets.mixed_instance_target(inst, types, cfg.boundary_width, cfg.num_types)
+        return y, targets.weight_map(cfg.weight_map, inst, y, cfg.num_classes, cfg.w0, cfg.sigma)
+
+    def from_points():
+        return targets.mixed_point_target(pts, e["point_classes"], [p, p], cfg.point_radius, cfg.num_types)
+
+    y, w = tf.cond(e["has_instances"], from_instances, from_points)
+    return tf.ensure_shape(y, [p, p]), tf.ensure_shape(w, [p, p])
+
+
 # ---------------------------------------------------------------- training
 
 def _patch(e: dict, seed, cfg: InputConfig):
@@ -277,7 +305,9 @@ def _patch(e: dict, seed, cfg: InputConfig):
     centre = tf.cast(corner, tf.float32) + (p - 1) / 2.0
     coords, m = augment.patch_coordinates(s[1], p, centre, cfg)
     x = augment.sample(e["image"], coords, "bilinear") / 255.0
-    if cfg.target == "points":
+    if cfg.mixed_supervision:
+        y, w = _mixed_targets(e, coords, m, centre, s[1], cfg)
+    elif cfg.target == "points":
         pts = augment.transform_points(e["points_yx"], m, centre, p, s[1], cfg)
         y, w = _point_targets(pts, e["point_classes"], [p, p], cfg)
     else:

@@ -156,3 +156,60 @@ def test_registered_and_validated():
         get_loss("qu_mixed", beta=-1)
     with pytest.raises(ConfigError, match="outputs"):
         QuMixedLoss(num_types=3, beta=0.0)(np.zeros((1, 2, 2), np.int32), np.full((1, 2, 2, 4), 0.25, np.float32))
+
+
+# ---------------------------------------------------------------- the input layer's mixed batches, on real records
+
+@pytest.fixture(scope="module")
+def built(shared_data, tmp_path_factory):
+    """MoNuSeg 2018 (untyped instance maps) and CRCHistoPhenotypes (typed centres) built into a temporary folder."""
+    from zoo.data.build import build
+
+    out = tmp_path_factory.mktemp("qu_records")
+    for name, folder in (("monuseg2018", "monuseg2018"), ("crchistophenotypes", "crchistophenotypes")):
+        build(name, str(shared_data / folder), str(out / folder), progress=False)
+    return out
+
+
+def _mixed_config(**changes):
+    from zoo.data.input import InputConfig
+
+    base = dict(patch_size=64, batch_size=4, target="inner_contour", types="merged", num_types=4,
+                mixed_supervision=True, weight_map="unet", point_radius=3.0, mpp=0.5, patches_per_image=2,
+                shuffle_buffer=1)
+    return InputConfig(**{**base, **changes})
+
+
+def test_one_batch_of_each_kind_from_real_records(built):
+    """MoNuSeg -> merged labels {0, K+1 contour, K+2 any-type inner} with U-Net weights >= 1 everywhere;
+    CRCHistoPhenotypes -> type discs K+2+k (weight 1) and unlabelled 2K+3 (weight 0); the loss is finite on both."""
+    from zoo.data.input import dataset
+
+    k = 4
+    x, y, w = (t.numpy() for t in next(iter(dataset(str(built / "monuseg2018"), _mixed_config()))))
+    assert x.shape == (4, 64, 64, 3) and set(np.unique(y)) <= {0, k + 1, k + 2} and (y == k + 2).any()
+    assert w.min() >= 1.0 and w.max() > 1.0
+    loss = QuMixedLoss(num_types=k, beta=0.0)
+    p = np.full((4, 64, 64, k + 2), 1.0 / (k + 2), np.float32)
+    assert np.isfinite(float(loss(y, p, sample_weight=w)))
+    x, y, w = (t.numpy() for t in next(iter(dataset(str(built / "crchistophenotypes"), _mixed_config()))))
+    assert set(np.unique(y)) <= set(range(k + 3, 2 * k + 3)) | {2 * k + 3} and (y < 2 * k + 3).any()
+    np.testing.assert_array_equal(w, (y < 2 * k + 3).astype(np.float32))
+    np.testing.assert_array_equal(segmentation_images(tf.constant(y), k).numpy(), np.zeros(4))
+    # uniform probabilities: every disc pixel costs -log(1/K) (p_k / sum of the K inner probabilities)
+    assert float(loss(y, p, sample_weight=w)) == pytest.approx(w.sum() * math.log(k) / y.size, rel=1e-5)
+
+
+def test_mixed_batches_from_both_datasets_and_config_checks(built):
+    from zoo.data import records
+    from zoo.data.input import dataset
+
+    paths = records.list_shards(str(built / "monuseg2018"), "train") + records.list_shards(
+        str(built / "crchistophenotypes"), "train")
+    _, y, _ = next(iter(dataset(paths, _mixed_config(batch_size=8, shuffle_buffer=64))))
+    kinds = segmentation_images(y, 4).numpy()
+    assert kinds.shape == (8,) and set(kinds) == {0.0, 1.0}  # seed 0: both kinds in the first batch
+    with pytest.raises(ConfigError, match="mixed_supervision"):
+        _mixed_config(types="none", num_types=0)
+    with pytest.raises(ConfigError, match="mixed_supervision"):
+        _mixed_config(weight_map="class_balanced")
