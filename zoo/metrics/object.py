@@ -21,7 +21,8 @@ import numpy as np
 
 from zoo.metrics.labels import Overlap, _as_labels, _first_per_group, instance_classes, overlap, remap_label
 
-__all__ = ["detection_f1", "object_dice", "object_hausdorff", "hausdorff_distance", "classification_accuracy"]
+__all__ = ["detection_f1", "detection_pairs", "object_dice", "object_hausdorff", "hausdorff_distance",
+           "classification_accuracy"]
 
 
 def _ov(gt, pred, overlap_table: Optional[Overlap] = None) -> Overlap:
@@ -38,6 +39,12 @@ def _detection_pairs(ov: Overlap) -> tuple[np.ndarray, np.ndarray]:
     best = _first_per_group(ov.pair_pred, ov.inter, tie=ov.pair_gt)
     tp = best[ov.inter[best] > 0.5 * ov.gt_area[ov.pair_gt[best]]]
     return ov.pair_pred[tp], ov.pair_gt[tp]
+
+
+def detection_pairs(gt, pred=None) -> tuple[np.ndarray, np.ndarray]:
+    """(pred index, gt index) into ``Overlap.pred_ids`` / ``gt_ids`` of the true-positive detections of
+    ``detection_f1`` (zoo.metrics.typed scores the types of these pairs); ``gt`` may be an Overlap."""
+    return _detection_pairs(_ov(gt, pred))
 
 
 def detection_f1(gt, pred=None) -> dict:
