@@ -6,6 +6,10 @@ Local layout under ``home`` (default ``$HISTOZOO_PIPELINE_HOME`` or ``./tfx_root
     home/pipelines/<name>/     pipeline_root: every component's artifacts (Examples, Schema, Model, ...)
     home/metadata/<name>/metadata.db   the sqlite ML Metadata store (caching reads it)
     home/serving/<name>/<version>/     the Pusher's versioned SavedModels (TF Serving --model_base_path)
+    home/logs/<name>/<time>.log        everything a quiet ``histozoo pipeline run`` kept off the terminal
+
+The MLflow registered-model name follows one rule (``registered_model_name``): ``--registered-model`` if given,
+else the experiment's ``tracking.register_as`` if set, else the pipeline name.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class LocalPaths:
     pipeline_root: str
     metadata_path: str
     serving_dir: str
+    log_dir: str = ""
 
 
 def local_paths(name: str, home: str | None = None) -> LocalPaths:
@@ -63,7 +68,46 @@ def local_paths(name: str, home: str | None = None) -> LocalPaths:
     home = os.path.abspath(home or os.environ.get(HOME_ENV) or DEFAULT_HOME)
     return LocalPaths(pipeline_root=os.path.join(home, "pipelines", name),
                       metadata_path=os.path.join(home, "metadata", name, "metadata.db"),
-                      serving_dir=os.path.join(home, "serving", name))
+                      serving_dir=os.path.join(home, "serving", name),
+                      log_dir=os.path.join(home, "logs", name))
+
+
+def registered_model_name(pipeline: str, tracking: dict | None = None, explicit: str | None = None
+                          ) -> tuple[str, str]:
+    """THE rule for the MLflow registered-model name of a pipeline run: ``(name, source)``.
+
+    ``explicit`` (``--registered-model``) wins; else the experiment's ``tracking.register_as`` when set; else the
+    pipeline name (``histozoo pipeline run NAME``). source is ``--registered-model``, ``tracking.register_as`` or
+    ``pipeline name``."""
+    if explicit:
+        return str(explicit), "--registered-model"
+    register_as = (tracking or {}).get("register_as")
+    if register_as:
+        return str(register_as), "tracking.register_as"
+    return pipeline, "pipeline name"
+
+
+#: set by ``scripts/tfx_env.sh run``: the host paths of the clone and of ../shared, which the environment also
+#: mounts at /repo and /shared (every other folder it mounts at its own path, so those paths need no mapping)
+HOST_REPO_ENV, HOST_SHARED_ENV = "HISTOZOO_HOST_REPO", "HISTOZOO_HOST_SHARED"
+_URI_PREFIXES = ("sqlite:///", "file://")
+
+
+def host_path(path: str, environ=None) -> str:
+    """The host's name for a path (or ``sqlite:///`` / ``file://`` URI) as a command inside scripts/tfx_env.sh sees
+    it: ``/repo/...`` -> ``<clone>/...`` and ``/shared/...`` -> ``<shared>/...``; unchanged outside the environment
+    and for every other path."""
+    if not path:
+        return path
+    environ = os.environ if environ is None else environ
+    for prefix in _URI_PREFIXES:
+        if path.startswith(prefix) and path[len(prefix):].startswith("/"):
+            return prefix + host_path(path[len(prefix):], environ)
+    for inside, var in (("/repo", HOST_REPO_ENV), ("/shared", HOST_SHARED_ENV)):
+        host = environ.get(var)
+        if host and (path == inside or path.startswith(inside + "/")):
+            return host.rstrip("/") + path[len(inside):]
+    return path
 
 
 def pipeline_name(experiment_name: str) -> str:

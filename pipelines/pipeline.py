@@ -49,7 +49,8 @@ def create_pipeline(experiment, data_root: str, dataset: str, pipeline_root: str
     pipeline args (default: DirectRunner multi-processing, configs.BEAM_PIPELINE_ARGS). serving_dir: the Pusher's
     base directory (default ``<pipeline_root>/serving_model``). thresholds: {metric: minimum} for blessing;
     compare_metric / min_improvement: beating the blessed baseline. registered_model_name: MLflow registry name
-    (default: the experiment's ``tracking.register_as`` or its name). module_file or run_fn: the Trainer's user
+    (``configs.registered_model_name``: this argument, else the experiment's ``tracking.register_as``, else the
+    pipeline name). module_file or run_fn: the Trainer's user
     code. baseline: ``stable`` (StableBaselineStrategy, cache-friendly) or ``latest`` (TFX's
     LatestBlessedModelStrategy, what Kubeflow V2 compiles).
     """
@@ -103,7 +104,7 @@ def create_pipeline(experiment, data_root: str, dataset: str, pipeline_root: str
     registrar = MlflowRegistrar(
         model=trainer.outputs["model"], pushed_model=pusher.outputs["pushed_model"],
         evaluation=evaluator.outputs["evaluation"],
-        registered_model_name=registered_model_name or cfg.tracking.get("register_as") or cfg.name,
+        registered_model_name=configs.registered_model_name(name, cfg.tracking, registered_model_name)[0],
         experiment=experiment_dict, tracking_uri=mlflow_tracking_uri, promote_metric=promote_metric,
         promote_margin=promote_margin)
 

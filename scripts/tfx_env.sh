@@ -4,9 +4,18 @@
 # (ml-metadata, TFDV) need glibc >= 2.39; hosts with an older glibc run TFX through this script.
 #
 #   scripts/tfx_env.sh build          build or update the cached environment (idempotent; root)
-#   scripts/tfx_env.sh run CMD...     run CMD in /repo inside it (repo at /repo, ../shared at /shared)
+#   scripts/tfx_env.sh run CMD...     run CMD inside it, in the clone (see Paths below)
 #   scripts/tfx_env.sh shell          an interactive shell inside it
+#   scripts/tfx_env.sh paths ARGS...  print how `run` would map these arguments' paths (no root needed)
 #   scripts/tfx_env.sh clean          delete the cached environment
+#
+# Paths: the clone is mounted both at its host path and at /repo, ../shared at its host path and at /shared, and
+# CMD runs in the host's working directory when that is inside the clone (else the clone's root), so paths mean
+# and print the same inside and out. Every other absolute path an argument names (`/abs/x`, `--out=/abs/x`,
+# `key=/abs/x`, `sqlite:////abs/x`, `file:///abs/x`) gets its nearest existing host folder bind-mounted at the same
+# path, so what CMD writes there lands on the host; a path whose folder would hide the environment's own files
+# (/usr, /etc, /opt, /root, ... or /) is refused with a one-line error; a path that exists only inside the
+# environment (/opt/tfxvenv/bin/python, /usr/bin/env) keeps meaning the environment's.
 #
 # Cache: $HISTOZOO_TFX_ROOT (default /opt/histozoo-tfx), outside the clone; one cache serves every clone because
 # the clone is bind-mounted at /repo. `build` skips each step already done: debootstrap, apt, and the pip step,
@@ -25,7 +34,7 @@ SUITE=trixie
 die() { echo "tfx_env.sh: $*" >&2; exit 2; }
 log() { echo "tfx_env.sh: $*" >&2; }
 
-usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "${BASH_SOURCE[0]}"; }
 
 need_root() { [ "$(id -u)" -eq 0 ] || die "must run as root (debootstrap, chroot and mount need it); try: sudo $0 $*"; }
 
@@ -47,18 +56,74 @@ unmount_all() {
   for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do umount -l "${MOUNTED[$i]}" 2>/dev/null || true; done
   MOUNTED=()
 }
-setup_mounts() {  # setup_mounts [with_shared]
+setup_mounts() {  # setup_mounts [with_shared [host folders to bind at their own path...]]
   trap unmount_all EXIT
   mnt "$R/proc" -t proc proc
   mnt "$R/sys" -t sysfs sys
   mnt "$R/dev" --bind /dev
   mnt "$R/dev/pts" --bind /dev/pts
-  mnt "$R/repo" --bind "$REPO"
   if [ "${1:-}" = with_shared ]; then
+    shift
     [ -d "$SHARED" ] || die "$SHARED: no shared folder beside the repo (set HISTOZOO_SHARED to the folder holding data/)"
+    local d
+    # the arguments' folders first (the clone may lie under one). Their mount points stay in the environment as
+    # empty folders: removing one would unmount it from a concurrent run that uses the same folder.
+    for d in "$@"; do mnt "$R$d" --bind "$d"; done
+    mnt "$R$REPO" --bind "$REPO"
+    mnt "$R$SHARED" --bind "$SHARED"
     mnt "$R/shared" --bind "$SHARED"
   fi
+  mnt "$R/repo" --bind "$REPO"
   cp /etc/resolv.conf "$R/etc/resolv.conf" 2>/dev/null || true
+}
+
+# -- paths named by a command's arguments (`run`) ----------------------------------------------------------------
+# Folders of the environment that a host folder must not cover: binding over them would hide its system or venv.
+SYSTEM_DIRS=(/bin /boot /dev /etc /lib /lib32 /lib64 /libx32 /opt /proc /root /run /sbin /srv /sys /usr /var)
+
+under() { [ "$1" = "$2" ] || [ "$2" = / ] || [[ "$1" == "$2"/* ]]; }  # under PATH DIR
+
+arg_path() {  # the absolute path an argument names, if any: /x, --flag=/x, key=/x, sqlite:////x, file:///x
+  local re='^(--?[A-Za-z0-9_.-]+=|[A-Za-z_][A-Za-z0-9_.]*=)?(sqlite:///|file://)?(/.*)$'
+  [[ $1 =~ $re ]] || return 1
+  realpath -m -s -- "${BASH_REMATCH[3]}"
+}
+
+in_system_dir() { local d; for d in "${SYSTEM_DIRS[@]}"; do under "$1" "$d" && return 0; done; return 1; }
+
+# plan_binds ARGS...: sets BINDS to the host folders to bind at their own path so that every absolute path the
+# arguments name means the host's; dies (one line) on a path that cannot be shared that way.
+plan_binds() {
+  BINDS=()
+  local a p d b seen
+  for a in "$@"; do
+    p=$(arg_path "$a") || continue
+    if under "$p" /repo || under "$p" /shared || under "$p" "$REPO" || under "$p" "$SHARED"; then continue; fi
+    if under "$p" /dev || under "$p" /proc || under "$p" /sys; then continue; fi  # mounted from the host already
+    if in_system_dir "$p" && { [ -e "$R$p" ] || [ -L "$R$p" ]; }; then continue; fi  # the environment's own file
+    d=$(dirname -- "$p")
+    while [ ! -d "$d" ]; do d=$(dirname -- "$d"); done  # nearest existing host folder
+    [ "$d" != / ] || die "$p is outside the clone and its nearest existing host folder is /; create its folder" \
+      "first or use a path under $REPO, $SHARED or /tmp"
+    under "$ROOT" "$d" && die "$p: its folder $d holds the TFX environment ($ROOT) and cannot be mounted into it"
+    if in_system_dir "$d" && [ -d "$R$d" ] && [ -n "$(ls -A "$R$d" 2>/dev/null)" ]; then
+      die "$p is in $d, which the TFX environment has too (mounting the host's would hide its files); use a" \
+        "path under $REPO, $SHARED, /tmp or another folder"
+    fi
+    seen=
+    for b in "${BINDS[@]}"; do under "$d" "$b" && { seen=1; break; }; done
+    [ -n "$seen" ] && continue
+    local keep=()
+    for b in "${BINDS[@]}"; do under "$b" "$d" || keep+=("$b"); done  # a wider folder replaces narrower ones
+    BINDS=("${keep[@]}" "$d")
+  done
+}
+
+# The folder CMD starts in: the host's working directory when it is inside the clone or ../shared, else the clone.
+run_dir() {
+  local w
+  w=$(pwd -P 2>/dev/null || pwd)
+  if under "$w" "$REPO" || under "$w" "$SHARED"; then echo "$w"; else echo "$REPO"; fi
 }
 
 # Run a bash command line inside the chroot with a clean environment (+ CI and HISTOZOO_/MLFLOW_/TF_ variables).
@@ -141,15 +206,32 @@ EOF"
 }
 
 do_run() {
-  setup_mounts with_shared
+  local dir
+  plan_binds "$@"
+  dir=$(run_dir)
+  setup_mounts with_shared "${BINDS[@]}"
   ensure_editable
-  IN 'cd /repo && "$0" "$@"' "$@"
+  # what the command's outcome printers use to name /repo/... and /shared/... paths by their host paths
+  export HISTOZOO_HOST_REPO="$REPO" HISTOZOO_HOST_SHARED="$SHARED"
+  IN 'cd "$0" && "$@"' "$dir" "$@"
 }
 
 do_shell() {
+  local dir
+  dir=$(run_dir)
   setup_mounts with_shared
   ensure_editable
-  IN 'cd /repo && exec bash -i'
+  export HISTOZOO_HOST_REPO="$REPO" HISTOZOO_HOST_SHARED="$SHARED"
+  IN 'cd "$0" && exec bash -i' "$dir"
+}
+
+do_paths() {  # what `run` would do with these arguments (no root, nothing mounted)
+  plan_binds "$@"
+  echo "workdir $(run_dir)"
+  echo "bind $REPO (also /repo)"
+  echo "bind $SHARED (also /shared)"
+  local b
+  for b in "${BINDS[@]}"; do echo "bind $b"; done
 }
 
 do_clean() {
@@ -163,6 +245,7 @@ cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
   build|run|shell|clean) need_root "$cmd" ;;
+  paths) do_paths "$@"; exit 0 ;;
   -h|--help|help|"") usage; exit 0 ;;
   _ns_build|_ns_run|_ns_shell) ;;
   *) usage >&2; die "unknown subcommand '$cmd'" ;;

@@ -4,6 +4,7 @@ imported inside the commands, so every other command runs where tfx is not insta
 from __future__ import annotations
 
 import os
+import sys
 
 from histozoo.commands import parse_key_values
 
@@ -26,12 +27,19 @@ def _cmd_run(args) -> int:
     from pipelines import configs, require_tfx
 
     require_tfx()
-    from pipelines.local_runner import format_summary, run_local
+    from pipelines.local_runner import format_failure, format_outcome, run_local
 
+    verbose = bool(getattr(args, "verbose", False))
     beam = list(args.beam_arg or []) or configs.direct_beam_args(args.workers, args.direct_mode)
-    result = run_local(args.config, args.dataset, args.data_root, name=args.name, home=args.home, beam_args=beam,
-                       **_pipeline_kwargs(args))
-    print(format_summary(result))
+    try:
+        result = run_local(args.config, args.dataset, args.data_root, name=args.name, home=args.home, beam_args=beam,
+                           quiet=not verbose, **_pipeline_kwargs(args))
+    except BaseException:
+        line = format_failure(args.name, configs.local_paths(args.name, args.home).metadata_path)
+        if line:
+            print(line, file=sys.stderr)
+        raise
+    print(format_outcome(result, verbose=verbose))
     return 0
 
 
@@ -44,12 +52,15 @@ def _cmd_compile(args) -> int:
     spec = compile_pipeline(args.config, args.dataset, args.data_root, args.out, target=args.target,
                             pipeline_root=args.pipeline_root, image=args.image or configs.PIPELINE_IMAGE,
                             name=args.name, beam_args=list(args.beam_arg or []) or None, **_pipeline_kwargs(args))
-    print(f"wrote {args.target} pipeline spec {os.path.abspath(args.out)} ({len(dag_tasks(spec))} tasks)")
+    print(f"wrote {args.target} pipeline spec {configs.host_path(os.path.abspath(args.out))} "
+          f"({len(dag_tasks(spec))} tasks)")
     return 0
 
 
 def _common(q) -> None:
-    q.add_argument("name", help="pipeline name (artifacts, MLMD context, default registered-model name)")
+    q.add_argument("name", help="pipeline name: its artifacts, MLMD context and serving folder; also the MLflow "
+                   "registered-model name, unless --registered-model or the config's tracking.register_as gives one "
+                   "(that order: --registered-model, then register_as, then NAME)")
     q.add_argument("--config", required=True, help="experiment config (YAML/JSON) of the model to train")
     q.add_argument("--dataset", required=True, help="dataset reader name (see `histozoo data list`)")
     q.add_argument("--data-root", required=True, help="the raw dataset folder (or a gs:// path when compiling)")
@@ -59,7 +70,8 @@ def _common(q) -> None:
     q.add_argument("--compare-metric", default=None, help="metric that must beat the blessed baseline (aji)")
     q.add_argument("--min-improvement", type=float, default=None, help="margin over the baseline (0)")
     q.add_argument("--eval-max-images", type=int, default=0, help="score only the first N eval images (0 = all)")
-    q.add_argument("--registered-model", default=None, help="MLflow registered model name")
+    q.add_argument("--registered-model", default=None, help="MLflow registered model name (wins over the "
+                   "config's tracking.register_as and over NAME)")
     q.add_argument("--mlflow-tracking-uri", default=None, help="MLflow store (default $MLFLOW_TRACKING_URI "
                    "or mlruns/ under the working directory)")
     q.add_argument("--promote-metric", default=None,
@@ -72,7 +84,11 @@ def add(sub) -> None:
     p = sub.add_parser("pipeline", help="TFX pipeline: run locally or compile for Kubeflow / Vertex (needs the "
                        "tfx extra, or scripts/tfx_env.sh)")
     psub = p.add_subparsers(dest="pipeline_cmd", required=True)
-    r = psub.add_parser("run", help="run the pipeline with LocalDagRunner + a sqlite MLMD store (cached re-runs)")
+    r = psub.add_parser("run", help="run the pipeline with LocalDagRunner + a sqlite MLMD store (cached re-runs)",
+                        description="Run the pipeline locally and end with its outcome: blessed or not and why, the "
+                        "serving version pushed, the registered model version, the MLflow run, and the paths it "
+                        "wrote. Quiet by default: one line per step and any error line on the terminal, the rest "
+                        "in <home>/logs/NAME/ (histozoo --verbose pipeline run ... shows everything).")
     _common(r)
     r.add_argument("--home", default=None, help="local root for artifacts, MLMD and serving models "
                    "(default $HISTOZOO_PIPELINE_HOME or ./tfx_root)")

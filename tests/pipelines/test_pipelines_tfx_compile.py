@@ -50,6 +50,22 @@ def test_compile_rejects_an_unknown_target(tmp_path, tiny_experiment):
         compile_pipeline(tiny_experiment(), "tnbc", "gs://b/t", str(tmp_path / "x.json"), target="airflow")
 
 
+@pytest.mark.parametrize("register_as,explicit,want", [
+    ("", None, "tnbc-unet"),                      # neither: the pipeline name
+    ("histozoo-unet", None, "histozoo-unet"),     # the config's tracking.register_as wins over the pipeline name
+    ("histozoo-unet", "prod-unet", "prod-unet"),  # --registered-model wins over both
+])
+def test_registered_model_name_rule(tiny_experiment, register_as, explicit, want):
+    from pipelines.pipeline import create_pipeline
+
+    exp = tiny_experiment("some-experiment")
+    exp["tracking"]["register_as"] = register_as
+    p = create_pipeline(exp, "gs://bucket/tnbc", "tnbc", "gs://bucket/root", pipeline_name="tnbc-unet",
+                        registered_model_name=explicit)
+    (registrar,) = [c for c in p.components if c.id == "MlflowRegistrar"]
+    assert registrar.exec_properties["registered_model_name"] == want
+
+
 def _model(i):
     from tfx.types import standard_artifacts
 

@@ -1,12 +1,15 @@
 """End to end in the TFX environment, on real TNBC images: HistoExampleGen (Beam, DirectRunner multi-processing)
 -> StatisticsGen / SchemaGen / ExampleValidator -> Trainer (run_fn -> zoo.training.train, two steps) ->
-HistoEvaluator -> Pusher -> MlflowRegistrar (sqlite MLflow store), then the same pipeline again: every step cached.
+HistoEvaluator -> Pusher -> MlflowRegistrar (sqlite MLflow store), then the same pipeline again, quiet: every step
+cached, and the outcome says so; then once more with an impossible threshold: not blessed, not pushed, not
+registered, and the outcome says why.
 
 Run inside the environment: ``scripts/tfx_env.sh run python -m pytest -m tfx tests/pipelines``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 
@@ -32,10 +35,30 @@ def runs(tnbc_small, tiny_experiment, tmp_path_factory):
         kw = dict(name="tnbc-e2e", home=str(home), beam_args=configs.direct_beam_args(2, "multi_processing"),
                   mlflow_tracking_uri=uri, registered_model_name="tnbc-e2e")
         first = run_local(tiny_experiment(), "tnbc", str(tnbc_small), **kw)
-        second = run_local(tiny_experiment(), "tnbc", str(tnbc_small), **kw)
+        progress = io.StringIO()
+        second = run_local(tiny_experiment(), "tnbc", str(tnbc_small), quiet=True, progress=progress, **kw)
+        second["progress"] = progress.getvalue()
     finally:
         os.chdir(cwd)
     yield first, second, home, uri
+
+
+@pytest.fixture(scope="module")
+def unblessed(runs, tnbc_small, tiny_experiment):
+    """A third run after ``runs``: the same model (Trainer cached) held to an impossible threshold."""
+    from pipelines import configs
+    from pipelines.local_runner import run_local
+
+    _, _, home, uri = runs
+    cwd = os.getcwd()
+    os.chdir(home)
+    try:
+        return run_local(tiny_experiment(), "tnbc", str(tnbc_small), name="tnbc-e2e", home=str(home),
+                         beam_args=configs.direct_beam_args(2, "multi_processing"), mlflow_tracking_uri=uri,
+                         registered_model_name="tnbc-e2e", thresholds={"aji": 2.0}, quiet=True,
+                         progress=io.StringIO())
+    finally:
+        os.chdir(cwd)
 
 
 def _artifact_dirs(root, component, key):
@@ -140,3 +163,67 @@ def test_rerun_with_nothing_changed_is_fully_cached(runs):
     assert set(states) >= NODES and all(states[n] == "CACHED" for n in NODES), second["steps"]
     assert len([v for v in os.listdir(second["paths"].serving_dir) if v.isdigit()]) == 1  # no second push
     assert len(mlflow.MlflowClient(tracking_uri=uri).search_model_versions("name='tnbc-e2e'")) == 1
+
+
+def test_outcome_of_the_run_and_of_the_cached_rerun(runs):
+    from pipelines.local_runner import format_outcome
+
+    first, second, _, uri = runs
+    o = first["outcome"]
+    with open(os.path.join(_artifact_dirs(first["paths"].pipeline_root, "Trainer", "model")[0], "Format-Keras",
+                           "run.json")) as fh:
+        run_id = json.load(fh)["run_id"]
+    (version,) = [v for v in os.listdir(first["paths"].serving_dir) if v.isdigit()]
+    assert o["blessed"] is True and any("no blessed baseline" in r for r in o["reasons"])
+    assert o["pushed"] is True and o["pushed_path"] == os.path.join(first["paths"].serving_dir, version)
+    assert (o["registered"], o["registered_name"], o["registered_version"]) == (True, "tnbc-e2e", "1")
+    assert o["run_id"] == run_id and o["tracking_uri"] == uri
+    assert os.path.isfile(o["metrics_file"]) and o["metrics"]["aji"] >= 0 and o["cached"] == []
+    text = format_outcome(first)
+    assert "blessed:     YES" in text and f"pushed:      {o['pushed_path']}" in text
+    assert "registered:  tnbc-e2e version 1" in text and run_id in text
+
+    # the cached re-run reports the same outcome and says that nothing new happened
+    o2 = second["outcome"]
+    assert {k: o2[k] for k in ("blessed", "pushed_path", "registered_version", "run_id")} == \
+        {k: o[k] for k in ("blessed", "pushed_path", "registered_version", "run_id")}
+    assert set(o2["cached"]) >= NODES
+    assert "every step was served from the cache" in format_outcome(second)
+
+
+def test_quiet_run_keeps_the_noise_in_its_log(runs):
+    second = runs[1]
+    progress = second["progress"]
+    assert second["log"] and os.path.isfile(second["log"])
+    lines = progress.splitlines()
+    assert lines[0].startswith("  (quiet: the run's full output goes to ") and second["log"] in lines[0]
+    assert [ln.split("] ", 1)[1] for ln in lines[1:]] == \
+        [f"{n} ..." for n in ("HistoExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Trainer",
+                              "latest_blessed_model_resolver", "HistoEvaluator", "Pusher", "MlflowRegistrar")]
+    with open(second["log"]) as fh:
+        log = fh.read()
+    # raw output (here the Trainer's user-module wheel build, a child process) went to the log, not the terminal;
+    # Python logging records go to the log through fd 2 in the CLI (under pytest its capture holds them instead)
+    assert "bdist_wheel" in log and "bdist_wheel" not in progress
+    assert "WARNING" not in progress and "ZetaSQL" not in progress
+
+
+def test_outcome_when_not_blessed(runs, unblessed):
+    import mlflow
+
+    from pipelines.local_runner import format_outcome
+
+    o = unblessed["outcome"]
+    states = {s["node"]: s["state"] for s in unblessed["steps"]}
+    assert states["Trainer"] == "CACHED" and states["HistoEvaluator"] == "COMPLETE"
+    # the Pusher and the registrar ran (COMPLETE) and did nothing: the outcome says so
+    assert states["Pusher"] == "COMPLETE" and states["MlflowRegistrar"] == "COMPLETE"
+    assert o["blessed"] is False and any("< threshold 2" in r for r in o["reasons"])
+    assert o["pushed"] is False and o["pushed_path"] == ""
+    assert o["registered"] is False and o["registered_version"] == ""
+    text = format_outcome(unblessed)
+    assert "blessed:     NO" in text and "< threshold 2" in text
+    assert "pushed:      not pushed (the model was not blessed)" in text
+    assert "registered:  not registered as tnbc-e2e (nothing was pushed)" in text
+    assert len([v for v in os.listdir(unblessed["paths"].serving_dir) if v.isdigit()]) == 1
+    assert len(mlflow.MlflowClient(tracking_uri=runs[3]).search_model_versions("name='tnbc-e2e'")) == 1
