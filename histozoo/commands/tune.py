@@ -24,11 +24,13 @@ def _cmd_tune(args) -> int:
     res = tune_postprocess(loaded.model, loaded.spec, args.data, args.split, args.fold, metric=args.metric,
                            methods=methods, grids=grids, max_images=args.max_images, progress=True)
     m = res["metric"]
-    print(f"{'postprocess':60s} {m:>8s} {'aji':>7s} {'pq':>7s} {'det_f1':>7s} {'nuclei':>7s}")
-    for row in res["table"][: args.top]:
-        pp = ", ".join(f"{k}={v}" for k, v in row["postprocess"].items())
-        print(f"{pp:60.60s} {row[m]:8.4f} {row['aji']:7.4f} {row['pq']:7.4f} {row['det_f1']:7.4f} "
-              f"{row['instances']:7.1f}")
+    rows = res["table"][: args.top]
+    pps = [", ".join(f"{k}={v}" for k, v in row["postprocess"].items()) for row in rows]
+    width = max(len("postprocess"), *(len(p) for p in pps))
+    cols = [m] + [k for k in ("aji", "pq", "det_f1") if k != m]
+    print(f"{'postprocess':{width}s} " + " ".join(f"{k:>8s}" for k in cols) + f" {'nuclei':>8s}")
+    for pp, row in zip(pps, rows):
+        print(f"{pp:{width}s} " + " ".join(f"{row[k]:8.4f}" for k in cols) + f" {row['instances']:8.1f}")
     best, before = res["table"][0], res["before"]
     print(f"best on {len(res['images'])} {args.split} images: {best['postprocess']} ({m} {best[m]:.4f}; the spec's own "
           f"{before['postprocess']}: {before[m]:.4f})")
