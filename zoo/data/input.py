@@ -17,6 +17,11 @@ targets and weight maps from the WARPED instance map (so they stay aligned) -> p
 patch shuffle -> batch -> prefetch. Patch centres are uniform over the image (the patch lies inside the image
 when the image is large enough; beyond its edges pixels are mirrored). Reproducible: the same seed gives the same
 batches in every run; successive passes (epochs) over one dataset object draw new patches and augmentations.
+
+``epochs(source, config, steps_per_epoch, first_epoch=...)`` is the stream the training core fits on: epoch e is
+``steps_per_epoch`` batches whose every random choice (image order, patch positions, augmentation, patch shuffle)
+derives from (seed, e) and the step within the epoch alone, never from what an earlier epoch read. A run resumed at
+epoch e (or at step s of it, ``skip``) therefore reads exactly the batches the uninterrupted run read.
 """
 
 from __future__ import annotations
@@ -318,6 +323,30 @@ def _patch(e: dict, seed, cfg: InputConfig):
     return x, y, w
 
 
+def _epoch_seeds(seed: int, epoch) -> tf.Tensor:
+    """Three int64 seeds of epoch ``epoch`` (image shuffle, patch draws, patch shuffle), a function of (seed, epoch)."""
+    pair = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    return tf.random.stateless_uniform([3], pair, minval=None, maxval=None, dtype=tf.int64)
+
+
+def _epoch(images: tf.data.Dataset, cfg: InputConfig, npc, epoch, steps: int) -> tf.data.Dataset:
+    """The ``steps`` batches of epoch ``epoch`` (a tensor: this runs inside ``flat_map``): as many passes over the
+    images as they need, every random choice seeded from (cfg.seed, epoch) and the patch's index in the epoch."""
+    # The shuffles take tensor seeds here. Their graph-level seed is fixed (the global one is the run's Keras seed, and
+    # TF cannot combine a global seed of 0 with a tensor op seed in a graph): the order depends on (seed, epoch) only.
+    tf.compat.v1.get_default_graph().seed = 1
+    s = _epoch_seeds(cfg.seed, epoch)
+    ds = images.shuffle(64, seed=s[0], reshuffle_each_iteration=True).repeat()
+    k = cfg.patches_per_image
+    ds = ds.flat_map(lambda e: tf.data.Dataset.from_tensors(e).repeat(k))
+    seeds = tf.data.Dataset.counter(dtype=tf.int64).map(lambda i: tf.stack([s[1], i]))
+    ds = tf.data.Dataset.zip((ds, seeds)).map(lambda e, sd: _patch(e, sd, cfg), num_parallel_calls=npc,
+                                                deterministic=True)
+    if cfg.shuffle_buffer > 1:
+        ds = ds.shuffle(cfg.shuffle_buffer, seed=s[2], reshuffle_each_iteration=True)
+    return ds.batch(cfg.batch_size, drop_remainder=True).take(steps)
+
+
 def _training(images: tf.data.Dataset, cfg: InputConfig, npc) -> tf.data.Dataset:
     ds = images.shuffle(64, seed=cfg.seed, reshuffle_each_iteration=True)
     k = cfg.patches_per_image
@@ -334,6 +363,33 @@ def _training(images: tf.data.Dataset, cfg: InputConfig, npc) -> tf.data.Dataset
 
 def dataset(source, config: InputConfig, split: str = "train", fold: int | None = None) -> tf.data.Dataset:
     """The training pipeline of ``source`` (a built data dir, or shard path(s)) under ``config`` (module doc)."""
+    ds, npc = _images(source, config, split, fold)
+    return _training(ds, config, npc)
+
+
+def epochs(source, config: InputConfig, steps_per_epoch: int, split: str = "train", fold: int | None = None, *,
+           first_epoch: int = 0, skip: int = 0, count: int | None = None) -> tf.data.Dataset:
+    """The training stream of epochs ``first_epoch``, ``first_epoch + 1``, ... (``count`` of them, or endless), each
+    ``steps_per_epoch`` batches that are a function of (config.seed, epoch, step) alone (module doc); ``skip`` drops
+    the first batches of ``first_epoch`` (a run resumed from a mid-epoch checkpoint)."""
+    if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
+        raise ConfigError(f"epochs: steps_per_epoch must be an integer >= 1, got {steps_per_epoch!r}")
+    if not 0 <= skip < steps_per_epoch:
+        raise ConfigError(f"epochs: skip must lie in [0, steps_per_epoch), got {skip!r}")
+    images, npc = _images(source, config, split, fold)
+    first = tf.data.Dataset.from_tensors(tf.constant(first_epoch, tf.int64)).flat_map(
+        lambda e: _epoch(images, config, npc, e, steps_per_epoch)).skip(skip)
+    if count == 1:
+        return first.prefetch(AUTOTUNE)
+    rest = tf.data.Dataset.counter(first_epoch + 1, dtype=tf.int64)
+    if count is not None:
+        rest = rest.take(count - 1)
+    rest = rest.flat_map(lambda e: _epoch(images, config, npc, e, steps_per_epoch))
+    return first.concatenate(rest).prefetch(AUTOTUNE)
+
+
+def _images(source, config: InputConfig, split: str, fold: int | None):
+    """The decoded, prepared (and cached) images of ``source``, and the map parallelism."""
     if not isinstance(config, InputConfig):
         raise ConfigError(f"dataset: config must be an InputConfig, got {type(config).__name__}")
     paths, ids = resolve(source, split, fold)
@@ -347,4 +403,4 @@ def dataset(source, config: InputConfig, split: str = "train", fold: int | None 
     ds = ds.map(lambda ex: _prepare(ex, config), num_parallel_calls=npc, deterministic=True)
     if config.cache:
         ds = ds.cache()
-    return _training(ds, config, npc)
+    return ds, npc

@@ -11,7 +11,7 @@ Example (YAML)::
     fold: 1                      # TNBC leave-one-patient-out fold (folds.json); or train_split/val_split
     input: {patch_size: 256, batch_size: 8, target: three_class, weight_map: unet}
     loss: weighted_ce
-    optimizer: adam              # Yuan & Suh: Adam 1e-4; Naylor: sgd, momentum 0.9, weight_decay 5e-5
+    optimizer: adam              # Yuan & Suh: Adam 1e-4; Naylor: sgd, momentum 0.9, weight_decay 5e-5 (coupled)
     learning_rate: 1.0e-4
     epochs: 50
     steps_per_epoch: 100
@@ -31,6 +31,67 @@ from typing import Any, Optional
 from zoo.errors import ConfigError
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
+SCHEDULES = ("constant", "step", "poly", "cosine")
+WEIGHT_DECAY_MODES = ("decoupled", "coupled")
+BEST_MODES = ("max", "min")
+
+
+@dataclasses.dataclass(frozen=True)
+class LRScheduleConfig:
+    """The learning-rate schedule of a run (the ``lr_schedule`` section), per optimizer step t over T = epochs x
+    steps_per_epoch steps, from the config's ``learning_rate`` (zoo.training.train.make_schedule):
+
+    name: constant (default) | step (x ``gamma`` every ``step_epochs`` epochs) | poly (x (1 - t / T) ** ``power``,
+    Caffe's "poly" as FCN / DeconvNet training used, power 0.9) | cosine (linear warm-up from 0 over
+    ``warmup_epochs`` epochs, then cosine decay to ``min_lr``).
+    """
+
+    name: str = "constant"
+    step_epochs: int = 0
+    gamma: float = 0.1
+    power: float = 0.9
+    warmup_epochs: int = 0
+    min_lr: float = 0.0
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.type == "str" and not isinstance(v, str):
+                raise ConfigError(f"lr_schedule.{f.name}: expected a string, got {v!r}")
+            if f.type == "int" and (isinstance(v, bool) or not isinstance(v, numbers.Integral)):
+                raise ConfigError(f"lr_schedule.{f.name}: expected an integer, got {v!r}")
+            if f.type == "float":
+                if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                    raise ConfigError(f"lr_schedule.{f.name}: expected a finite number, got {v!r}")
+                object.__setattr__(self, f.name, float(v))
+        if self.name not in SCHEDULES:
+            raise ConfigError(f"lr_schedule.name: must be one of {SCHEDULES}, got {self.name!r}")
+        if self.name == "step" and self.step_epochs < 1:
+            raise ConfigError(f"lr_schedule.step_epochs: must be >= 1 for the step schedule, got {self.step_epochs}")
+        if not 0 < self.gamma <= 1:
+            raise ConfigError(f"lr_schedule.gamma: must lie in (0, 1], got {self.gamma}")
+        if self.power <= 0:
+            raise ConfigError(f"lr_schedule.power: must be > 0, got {self.power}")
+        if self.warmup_epochs < 0 or (self.warmup_epochs and self.name != "cosine"):
+            raise ConfigError(f"lr_schedule.warmup_epochs: must be >= 0, and 0 unless name is cosine, got "
+                              f"{self.warmup_epochs}")
+        if self.min_lr < 0:
+            raise ConfigError(f"lr_schedule.min_lr: must be >= 0, got {self.min_lr}")
+
+    @classmethod
+    def from_dict(cls, d: Optional[dict]) -> "LRScheduleConfig":
+        if d is None:
+            return cls()
+        if not isinstance(d, dict):
+            raise ConfigError(f"lr_schedule: expected a mapping, got {type(d).__name__}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        for k in d:
+            if k not in known:
+                raise ConfigError(f"lr_schedule.{k}: unknown key (known: {', '.join(known)})")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,14 +148,37 @@ class ExperimentConfig:
     fold: with datasets that have folds.json (TNBC), train on fold k's train images, validate on its test images.
     input: zoo.data.input.InputConfig fields (its ``seed`` defaults to the config's).  loss, loss_config: a
     registered zoo.losses name and its keyword options.
-    optimizer: adam | sgd | adamw; learning_rate, momentum (sgd), weight_decay (decoupled, keras optimizers).
-    epochs, steps_per_epoch, seed.
+    optimizer: adam | sgd | adamw; learning_rate, momentum (sgd).
+    weight_decay, weight_decay_mode: ``decoupled`` (default: Keras' optimizer ``weight_decay``, every variable) or
+    ``coupled`` (an L2 penalty (weight_decay / 2) ||k||^2 on the kernels only, in the loss, so its gradient passes
+    through momentum / Adam's moments). Naylor et al. (Caffe SGD, momentum 0.9, weight decay 5e-5) and Qu et al.
+    (PyTorch Adam, weight_decay 1e-4) both used coupled L2; the configs that reproduce them say so.
+    lr_schedule: the learning-rate schedule (LRScheduleConfig): {name: constant | step | poly | cosine,
+    step_epochs, gamma, power, warmup_epochs, min_lr}; per step, carried by the checkpoint (a resumed run continues at
+    its step).
+    epochs, steps_per_epoch, seed (the seed of the model and of the input stream: epoch e's batches are a function of
+    (seed, e), so a resumed run equals the uninterrupted one).
     postprocess: how evaluation turns probabilities into instances (zoo.postprocess.config.PostprocessConfig).
-    eval_every: evaluate instance metrics on the validation split every N epochs (0 = only at the end).
+    eval_every: evaluate instance metrics on the validation split every N epochs (0 = only at the end); they appear
+    in the history as ``val_<metric>`` (its first 4 images).
+    best_metric, best_mode: keep ``checkpoints/best.keras`` by this metric ("" = off; ``val_<metric>`` such as
+    ``val_aji``, which needs eval_every >= 1, or ``loss``), higher (``max``) or lower (``min``) being better; the run's
+    final evaluation, logged model and returned model are then the best checkpoint's. Note: with ``fold`` the
+    validation split is the fold's test patient.
+    early_stopping_patience: stop after this many evaluations of best_metric without improvement (0 = never).
+    checkpoint_every_s: also write last.keras every this many seconds within an epoch (0 = per epoch only); a run
+    resumed from such a checkpoint continues at its step. Enabling it adds a batch hook (one clock read per step);
+    without it the core has no per-step work.
+    mixed_precision: train under Keras' ``mixed_float16`` policy (float16 compute, float32 variables, the loss scaled
+    by Keras' LossScaleOptimizer) when a GPU is present; on a CPU-only machine it warns and trains in float32 (so a
+    GPU config runs anywhere). The global policy is restored when the run ends.
+    precise_bn_batches: after training, recompute every batch-norm layer's moving statistics as the average over
+    this many training batches (0 = off); trainable weights are untouched.
     tracking: MLflow settings (TrackingConfig): enabled, experiment, register_as ("" = do not register), log_model.
 
     The sections are stored as the plain mappings they were given (so ``to_dict`` / YAML round-trip exactly);
-    ``input_config()`` and ``tracking_config()`` return them typed, with the defaults filled in.
+    ``input_config()``, ``tracking_config()`` and ``lr_schedule_config()`` return them typed, with the defaults
+    filled in.
     """
 
     name: str = "experiment"
@@ -116,6 +200,14 @@ class ExperimentConfig:
     seed: int = 0
     postprocess: dict = dataclasses.field(default_factory=lambda: {"method": "auto"})
     eval_every: int = 0
+    weight_decay_mode: str = "decoupled"
+    lr_schedule: dict = dataclasses.field(default_factory=lambda: {"name": "constant"})
+    best_metric: str = ""
+    best_mode: str = "max"
+    early_stopping_patience: int = 0
+    checkpoint_every_s: float = 0.0
+    mixed_precision: bool = False
+    precise_bn_batches: int = 0
     tracking: dict = dataclasses.field(default_factory=lambda: {"enabled": True, "experiment": "histozoo",
                                                                  "register_as": "", "log_model": True})
 
@@ -139,6 +231,24 @@ class ExperimentConfig:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.fold is not None and self.fold < 1:
             raise ConfigError(f"fold must be >= 1, got {self.fold}")
+        if self.weight_decay_mode not in WEIGHT_DECAY_MODES:
+            raise ConfigError(f"weight_decay_mode must be one of {WEIGHT_DECAY_MODES}, got {self.weight_decay_mode!r}")
+        if self.best_mode not in BEST_MODES:
+            raise ConfigError(f"best_mode must be one of {BEST_MODES}, got {self.best_mode!r}")
+        if self.best_metric and self.best_metric != "loss" and not (
+                self.best_metric.startswith("val_") and len(self.best_metric) > 4):
+            raise ConfigError(f"best_metric must be '', 'loss' or 'val_<metric>' (e.g. val_aji), got "
+                              f"{self.best_metric!r}")
+        if self.best_metric.startswith("val_") and not self.eval_every:
+            raise ConfigError(f"best_metric: {self.best_metric!r} needs eval_every >= 1 (validation metrics are "
+                              f"computed every eval_every epochs)")
+        for k in ("early_stopping_patience", "precise_bn_batches"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)}")
+        if self.early_stopping_patience and not self.best_metric:
+            raise ConfigError("early_stopping_patience: needs best_metric (the metric whose plateau stops the run)")
+        if self.checkpoint_every_s < 0:
+            raise ConfigError(f"checkpoint_every_s must be >= 0, got {self.checkpoint_every_s}")
         self._check_sections()
 
     # ------------------------------------------------------------------ validation
@@ -161,6 +271,9 @@ class ExperimentConfig:
             elif f.type == "str":
                 if not isinstance(v, str):
                     raise ConfigError(f"{f.name}: expected a string, got {v!r}")
+            elif f.type == "bool":
+                if not isinstance(v, bool):
+                    raise ConfigError(f"{f.name}: expected true or false, got {v!r}")
             elif f.type == "dict":
                 if not isinstance(v, dict):
                     raise ConfigError(f"{f.name} must be a mapping, got {type(v).__name__}")
@@ -174,6 +287,7 @@ class ExperimentConfig:
         model_cfg = self._check_model()
         self._check_loss()
         self.tracking_config()
+        self.lr_schedule_config()
         pp = self._check_postprocess()
         num_classes = getattr(model_cfg, "num_classes", None)
         if isinstance(num_classes, int) and num_classes < inp.num_classes:
@@ -203,6 +317,10 @@ class ExperimentConfig:
     def tracking_config(self) -> TrackingConfig:
         """The ``tracking`` section as a TrackingConfig (defaults filled in)."""
         return TrackingConfig.from_dict(self.tracking)
+
+    def lr_schedule_config(self) -> LRScheduleConfig:
+        """The ``lr_schedule`` section as an LRScheduleConfig (defaults filled in)."""
+        return LRScheduleConfig.from_dict(self.lr_schedule)
 
     def _check_model(self):
         from zoo import models

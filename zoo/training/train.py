@@ -2,10 +2,18 @@
 Trainer's ``run_fn`` all call this function; there is no second training loop.
 
 Per run, under ``output_dir`` (default ``runs/<name>``): ``config.yaml``, ``checkpoints/last.keras`` (written
-atomically every epoch, with the optimizer state) and ``checkpoints/state.json`` (epochs done, history), ``history.json``,
-``curves.png``, ``overlays/*.png`` and ``evaluation.json``; ``checkpoints/spec.json`` is the model's InferenceSpec
-(zoo.inference), written before the first epoch, logged with the MLflow model and used by every evaluation. ``resume=True`` continues from the last checkpoint
-with no lost epochs.
+atomically every epoch, and every ``checkpoint_every_s`` seconds when set, with the optimizer state),
+``checkpoints/best.keras`` (with ``best_metric``), ``checkpoints/state.json`` (epochs and steps done, history, best
+value, the MLflow run id), ``history.json``, ``curves.png``, ``overlays/*.png`` and ``evaluation.json``;
+``checkpoints/spec.json`` is the model's InferenceSpec (zoo.inference), written before the first epoch, valid for both
+checkpoints, logged with the MLflow model and used by every evaluation.
+
+``resume=True`` continues from the last checkpoint, in the same MLflow run, and gives the run that was interrupted:
+the input stream is a function of (seed, epoch, step) (zoo.data.input.epochs), the optimizer state (its step, hence
+the learning-rate schedule) travels in last.keras, and a mid-epoch checkpoint resumes at its step.
+
+Per-step overhead is zero: the core's one callback has epoch hooks only; a batch hook (one clock read per step) is
+added only when ``checkpoint_every_s`` is set.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import json
 import math
 import os
 import time
+import warnings
 from typing import Optional, Sequence
 
 from zoo.atomic import atomic_path, write_json
@@ -24,8 +33,12 @@ from zoo.training.tracking import Tracker
 
 CKPT_DIR = "checkpoints"
 LAST = "last.keras"
+BEST = "best.keras"
 STATE = "state.json"
-SPEC = "spec.json"  # zoo.inference.SPEC_FILE: the model's InferenceSpec, beside last.keras
+SPEC = "spec.json"  # zoo.inference.SPEC_FILE: the model's InferenceSpec, beside last.keras and best.keras
+KERNELS = ("kernel", "depthwise_kernel", "pointwise_kernel")  # the variables coupled L2 decays
+
+clock = time.monotonic  # the clock of checkpoint_every_s (tests inject their own)
 
 
 class TrainingDiverged(ZooError):
@@ -43,31 +56,82 @@ class TrainResult:
     spec: object = None  # the model's zoo.inference.InferenceSpec (also in checkpoints/spec.json)
 
 
-def make_optimizer(config: ExperimentConfig):
-    """SGD with momentum (Naylor et al.: momentum 0.9, weight decay 5e-5) or Adam (Yuan & Suh: 1e-4)."""
+def make_schedule(config: ExperimentConfig):
+    """The learning rate of ``config`` as a function of the optimizer step t (0-based), over T = epochs x
+    steps_per_epoch steps (keras schedules, so a checkpoint carries it and a resumed run continues at its step):
+
+    constant: lr.  step: lr * gamma ** floor(t / (step_epochs * steps_per_epoch)).
+    poly: lr * (1 - t / T) ** power (Caffe's "poly", as FCN / DeconvNet were trained; power 0.9).
+    cosine: linear warm-up from 0 to lr over W = warmup_epochs * steps_per_epoch steps (lr * t / W), then
+    min_lr + (lr - min_lr) * (1 + cos(pi * (t - W) / (T - W))) / 2.
+    """
     import keras
 
-    wd = config.weight_decay or None
+    sch = config.lr_schedule_config()
+    lr, spe, total = config.learning_rate, config.steps_per_epoch, config.epochs * config.steps_per_epoch
+    s = keras.optimizers.schedules
+    if sch.name == "step":
+        return s.ExponentialDecay(lr, decay_steps=sch.step_epochs * spe, decay_rate=sch.gamma, staircase=True)
+    if sch.name == "poly":
+        return s.PolynomialDecay(lr, decay_steps=total, end_learning_rate=0.0, power=sch.power)
+    if sch.name == "cosine":
+        warm = sch.warmup_epochs * spe
+        kw = dict(warmup_target=lr, warmup_steps=warm) if warm else {}
+        return s.CosineDecay(0.0 if warm else lr, decay_steps=max(total - warm, 1), alpha=sch.min_lr / lr, **kw)
+    return lr
+
+
+def make_optimizer(config: ExperimentConfig):
+    """SGD with momentum (Naylor et al.: momentum 0.9, weight decay 5e-5) or Adam (Yuan & Suh: 1e-4), on the config's
+    learning-rate schedule. ``weight_decay_mode: decoupled`` passes weight_decay to the Keras optimizer (decoupled,
+    every variable); ``coupled`` leaves it out: ``apply_weight_decay`` adds the L2 penalty to the loss instead."""
+    import keras
+
+    lr = make_schedule(config)
+    wd = (config.weight_decay or None) if config.weight_decay_mode == "decoupled" else None
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(config.learning_rate, momentum=config.momentum, weight_decay=wd)
+        return keras.optimizers.SGD(lr, momentum=config.momentum, weight_decay=wd)
     if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(config.learning_rate, weight_decay=config.weight_decay or 0.004)
-    return keras.optimizers.Adam(config.learning_rate, weight_decay=wd)
+        decay = (config.weight_decay or 0.004) if config.weight_decay_mode == "decoupled" else 0.0
+        return keras.optimizers.AdamW(lr, weight_decay=decay)
+    return keras.optimizers.Adam(lr, weight_decay=wd)
+
+
+def apply_weight_decay(model, config: ExperimentConfig) -> int:
+    """Coupled L2 (``weight_decay_mode: coupled``): put (weight_decay / 2) * ||k||^2 on every kernel k in the loss, so
+    its gradient weight_decay * k passes through momentum / Adam's moments as in Caffe's SGD ``weight_decay`` (Naylor
+    et al.) and PyTorch's ``Adam(weight_decay=)`` (Qu et al.); biases and batch-norm parameters are not decayed.
+    Regularizers are not saved in a checkpoint, so this runs after every build and load. Returns the kernels
+    decayed."""
+    import keras
+
+    if config.weight_decay_mode != "coupled" or not config.weight_decay:
+        return 0
+    n = 0
+    for v in model.trainable_variables:
+        if v.path.rsplit("/", 1)[-1] in KERNELS:
+            v.regularizer = keras.regularizers.L2(config.weight_decay / 2.0)
+            n += 1
+    return n
 
 
 def _input_config(config: ExperimentConfig):
     return config.input_config()  # the input section, typed (its seed defaults to the config's)
 
 
-def training_dataset(config: ExperimentConfig, records: Optional[Sequence[str]] = None):
-    """The tf.data training stream of (x, y, w) batches, repeated."""
-    from zoo.data.input import dataset
+def training_dataset(config: ExperimentConfig, records: Optional[Sequence[str]] = None, *, first_epoch: int = 0,
+                     skip: int = 0, count: Optional[int] = None, steps: Optional[int] = None):
+    """The tf.data training stream of (x, y, w) batches from epoch ``first_epoch`` on (zoo.data.input.epochs): each
+    epoch's ``steps_per_epoch`` batches are a function of (seed, epoch, step), so a resumed run reads what the
+    uninterrupted one read; ``skip`` batches of the first epoch are left out (a mid-epoch resume)."""
+    from zoo.data.input import epochs
 
     source = list(records) if records else config.data_dir
     if not records:
         check_data_dir(config)
     split = "train" if config.fold is not None else config.train_split
-    return dataset(source, _input_config(config), split=split, fold=config.fold).repeat()
+    return epochs(source, _input_config(config), steps or config.steps_per_epoch, split=split, fold=config.fold,
+                  first_epoch=first_epoch, skip=skip, count=count)
 
 
 def check_data_dir(config: ExperimentConfig) -> None:
@@ -90,38 +154,188 @@ def check_data_dir(config: ExperimentConfig) -> None:
     select(d, "train" if config.fold is not None else config.train_split, config.fold)
 
 
-def epoch_end_callback(ckpt_dir: str, tracker: Tracker, history: dict, on_epoch=None):
-    """The core's only callback, an epoch-end hook: checkpoint atomically, then log the epoch's metrics to MLflow
-    (tracking failures never stop training). A non-finite loss stops training before the checkpoint, so the last
-    finite one is kept. It has no batch hooks: Keras then runs the steps exactly as a plain ``fit`` does (a batch
-    hook such as TerminateOnNaN cost ~10 % of the steps/s, benchmarks/unet_speed.py)."""
+def epoch_end_callback(ckpt_dir: str, tracker: Tracker, history: dict, on_epoch=None, *,
+                       config: Optional[ExperimentConfig] = None, state: Optional[dict] = None, offset: int = 0):
+    """The core's only callback, an epoch-end hook: checkpoint atomically (last.keras; best.keras when
+    ``config.best_metric`` improved), then log the epoch's metrics and learning rate to MLflow (tracking failures never
+    stop training); early stopping after ``early_stopping_patience`` evaluations without improvement. A non-finite
+    loss stops training before the checkpoint, so the last finite one is kept. It has no batch hooks: Keras then runs
+    the steps exactly as a plain ``fit`` does (a batch hook such as TerminateOnNaN cost ~10 % of the steps/s,
+    benchmarks/unet_speed.py). Only with ``checkpoint_every_s`` does it get one: a clock read per step, and a
+    mid-epoch checkpoint (its step and the epoch's running means in state.json) when that many seconds have passed.
+    ``offset``: the steps of the first epoch done before a mid-epoch resume (its logs become whole-epoch means)."""
     import keras
+
+    state = {} if state is None else state
+    spe = config.steps_per_epoch if config is not None else 0
+    best_metric = config.best_metric if config is not None else ""
+    every_s = config.checkpoint_every_s if config is not None else 0.0
+
+    def save(model, name):
+        with atomic_path(os.path.join(ckpt_dir, name)) as tmp:  # keeps the .keras suffix Keras needs
+            model.save(tmp)
 
     class EpochEnd(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
             self.diverged = None
+            self.stopped_early = None
             self.t0 = time.time()
+            self.offset = offset
+            self.partial = dict(state.get("partial_logs") or {}) if offset else {}
+            self.epoch = 0
+            self.last_save = clock()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def _whole_epoch(self, logs, done):
+            """Running means over this fit's ``done`` steps -> means over the epoch's first offset + done steps."""
+            if not self.offset:
+                return logs
+            n = self.offset
+            return {k: (self.partial[k] * n + v * done) / (n + done) if k in self.partial else v
+                    for k, v in logs.items()}
 
         def on_epoch_end(self, epoch, logs=None):
-            logs = {k: float(v) for k, v in (logs or {}).items()}
+            logs = self._whole_epoch({k: float(v) for k, v in (logs or {}).items()}, spe - self.offset)
+            self.offset, self.partial = 0, {}
             if not math.isfinite(logs.get("loss", 0.0)):  # diverged: keep the last good checkpoint
                 self.model.stop_training = True
                 self.diverged = (epoch + 1, logs.get("loss"))
                 return
             logs["epoch_time_s"] = time.time() - self.t0
             self.t0 = time.time()
-            if on_epoch is not None:
-                logs.update(on_epoch(epoch + 1, self.model) or {})
+            logs["learning_rate"] = _current_lr(self.model)
+            evaluated = (on_epoch(epoch + 1, self.model) or {}) if on_epoch is not None else {}
+            logs.update(evaluated)
             for k, v in logs.items():
                 history.setdefault(k, []).append(v)
-            with atomic_path(os.path.join(ckpt_dir, LAST)) as tmp:  # keeps the .keras suffix Keras needs
-                self.model.save(tmp)
-            write_json(os.path.join(ckpt_dir, STATE), {"epochs_done": epoch + 1, "history": history,
-                                                       "run_id": tracker.run_id})
+            save(self.model, LAST)
+            if best_metric:
+                self._best(epoch + 1, logs, evaluated)
+            state.update(epochs_done=epoch + 1, steps_done=0, history=history, run_id=tracker.run_id,
+                         seed_states=seed_states(self.model))
+            state.pop("partial_logs", None)
+            write_json(os.path.join(ckpt_dir, STATE), state)
+            self.last_save = clock()
             tracker.log_metrics(logs, step=epoch + 1)
 
-    return EpochEnd()
+        def _best(self, epoch, logs, evaluated):
+            if best_metric not in logs:
+                if best_metric.startswith("val_") and evaluated:
+                    raise ConfigError(f"best_metric: evaluation gave no {best_metric!r} (it gave: "
+                                      f"{', '.join(sorted(evaluated))})")
+                return
+            v, b = logs[best_metric], state.get("best") or {}
+            better = "value" not in b or (v > b["value"] if config.best_mode == "max" else v < b["value"])
+            if better:
+                save(self.model, BEST)
+                state["best"] = {"metric": best_metric, "mode": config.best_mode, "value": v, "epoch": epoch,
+                                 "stale": 0}
+                return
+            b["stale"] = b.get("stale", 0) + 1
+            if config.early_stopping_patience and b["stale"] >= config.early_stopping_patience:
+                self.model.stop_training = True
+                self.stopped_early = epoch
+                state["stopped_early"] = epoch
+
+    if not every_s:
+        return EpochEnd()
+
+    class TimedCheckpoints(EpochEnd):
+        def on_train_batch_end(self, batch, logs=None):
+            if clock() - self.last_save < every_s:
+                return
+            done = batch + 1
+            steps = self.offset + done
+            if steps >= spe:  # the epoch-end checkpoint follows at once
+                return
+            logs = self._whole_epoch({k: float(v) for k, v in (logs or {}).items()}, done)
+            if not math.isfinite(logs.get("loss", 0.0)):
+                return
+            save(self.model, LAST)
+            state.update(epochs_done=self.epoch, steps_done=steps, partial_logs=logs, history=history,
+                         run_id=tracker.run_id, seed_states=seed_states(self.model))
+            write_json(os.path.join(ckpt_dir, STATE), state)
+            self.last_save = clock()
+
+    return TimedCheckpoints()
+
+
+def _seed_variables(model) -> list:
+    """The states of the model's random-number generators (dropout's keras SeedGenerator), in a fixed order."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def seed_states(model) -> list:
+    """The generators' states as lists, for state.json: Keras does not restore them from a .keras file (a loaded
+    model draws fresh seeds), so without them a resumed run's dropout masks would differ from the uninterrupted
+    run's."""
+    import keras
+
+    return [keras.ops.convert_to_numpy(v).tolist() for v in _seed_variables(model)]
+
+
+def restore_seed_states(model, states) -> None:
+    variables = _seed_variables(model)
+    if states and len(states) == len(variables):
+        for v, s in zip(variables, states):
+            v.assign(s)
+
+
+def _current_lr(model) -> float:
+    """The learning rate of the optimizer's next step (its schedule at its step count)."""
+    import keras
+
+    try:
+        return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    except Exception:  # noqa: BLE001 — a model without an optimizer
+        return float("nan")
+
+
+def _gpu_available() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def _precision_policy(config: ExperimentConfig) -> str:
+    """``mixed_float16`` when ``config.mixed_precision`` and a GPU is present; on a CPU-only machine a warning and
+    ``float32`` (float16 math on a CPU is slower, not faster): a GPU config still runs everywhere."""
+    if not config.mixed_precision:
+        return "float32"
+    if not _gpu_available():
+        warnings.warn(f"{config.name}: mixed_precision: true, but this machine has no GPU: training in float32",
+                      stacklevel=3)
+        return "float32"
+    return "mixed_float16"
+
+
+def precise_bn(model, batches, num_batches: int) -> int:
+    """Recompute every BatchNormalization layer's moving mean and variance as the plain average of the batch
+    statistics of ``num_batches`` training batches (Wu & Johnson, "Rethinking batch in BatchNorm", 2021, sec. 3;
+    the "precise BN" of Detectron2 / fvcore), instead of the exponential average of the last steps of training.
+    Only the moving statistics change: the model runs forward in training mode and no gradient is applied. Returns the
+    number of batches used."""
+    import keras
+
+    bns = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    if not bns or num_batches < 1:
+        return 0
+    momenta = [layer.momentum for layer in bns]
+    n = 0
+    try:
+        for batch in batches.take(num_batches):
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            n += 1
+            for layer in bns:  # moving = moving * (n - 1) / n + batch / n: the running average of the n batches
+                layer.momentum = (n - 1) / n
+            model(x, training=True)
+    finally:
+        for layer, m in zip(bns, momenta):
+            layer.momentum = m
+    return n
 
 
 def train(config: ExperimentConfig, *, train_records: Optional[Sequence[str]] = None,
@@ -130,11 +344,12 @@ def train(config: ExperimentConfig, *, train_records: Optional[Sequence[str]] = 
     """Train ``config.model`` on the config's data; evaluate it; log everything to MLflow; return the model.
 
     train_records / eval_records: explicit shard lists (the TFX Trainer passes its ExampleGen outputs); otherwise
-    ``config.data_dir`` with ``train_split`` / ``val_split`` or ``fold``.
+    ``config.data_dir`` with ``train_split`` / ``val_split`` or ``fold``. With ``best_metric`` the model evaluated,
+    logged and returned is the best checkpoint's; with ``precise_bn_batches`` its batch-norm statistics are
+    recomputed first (and written back to its checkpoint). ``mixed_precision`` sets Keras' global dtype policy for
+    the run and restores the previous one afterwards.
     """
     import keras
-
-    from zoo import models, losses
 
     # the config was validated when it was built; the data source is checked here, before any output, model or
     # MLflow run exists (a bad data_dir leaves nothing behind)
@@ -144,36 +359,57 @@ def train(config: ExperimentConfig, *, train_records: Optional[Sequence[str]] = 
     ckpt_dir = os.path.join(output_dir, CKPT_DIR)
     os.makedirs(ckpt_dir, exist_ok=True)
     config.save(os.path.join(output_dir, "config.yaml"))
-    keras.utils.set_random_seed(config.seed)
+    policy = _precision_policy(config)
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        return _train(config, train_records, eval_records, output_dir, ckpt_dir, resume, tracking, verbose, policy)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
 
+
+def _train(config, train_records, eval_records, output_dir, ckpt_dir, resume, tracking, verbose, policy):
+    import keras
+
+    from zoo import models, losses
+
+    keras.utils.set_random_seed(config.seed)
     state_path = os.path.join(ckpt_dir, STATE)
-    state = {"epochs_done": 0, "history": {}, "run_id": None}
+    state = {"epochs_done": 0, "steps_done": 0, "history": {}, "run_id": None}
     if resume and os.path.isfile(state_path) and os.path.isfile(os.path.join(ckpt_dir, LAST)):
         with open(state_path) as fh:
-            state = json.load(fh)
+            state = {"steps_done": 0, **json.load(fh)}
         model = keras.models.load_model(os.path.join(ckpt_dir, LAST))
+        restore_seed_states(model, state.get("seed_states"))
+        if model.optimizer is not None:  # the schedule follows the config (more epochs: poly / cosine stretch)
+            model.optimizer.learning_rate = make_schedule(config)
         if verbose:
-            print(f"resuming {config.name} from epoch {state['epochs_done']} ({ckpt_dir})")
+            at = f", step {state['steps_done']}" if state["steps_done"] else ""
+            print(f"resuming {config.name} from epoch {state['epochs_done']}{at} ({ckpt_dir})")
     else:
         if resume and verbose:
             print(f"no checkpoint in {ckpt_dir}: starting from scratch")
         model = models.build(config.model, config.model_config)
         model.compile(optimizer=make_optimizer(config), loss=losses.get_loss(config.loss, **config.loss_config),
                       weighted_metrics=[])
+    apply_weight_decay(model, config)
 
     track = config.tracking if tracking is None else {**config.tracking, "enabled": tracking}
     tracker = Tracker(enabled=bool(track.get("enabled", True)), experiment=track.get("experiment", "histozoo"),
                       run_name=config.name, run_id=state.get("run_id"))
-    if state["epochs_done"] == 0:
+    if state["epochs_done"] == 0 and not state["steps_done"]:
         tracker.log_params(config.to_dict())
-        tracker.set_tags({"histozoo.model": config.model, "histozoo.data": config.data_dir or "records"})
+        tracker.set_tags({"histozoo.model": config.model, "histozoo.data": config.data_dir or "records",
+                          "histozoo.precision": policy})
 
     eval_source = _eval_source(config, eval_records)
     spec = make_spec(config, model, train_records)
     spec.save(os.path.join(ckpt_dir, SPEC))
+    select_best = config.best_metric.startswith("val_")
 
     def periodic_eval(epoch, m):
-        if config.eval_every and eval_source and epoch % config.eval_every == 0 and epoch < config.epochs:
+        if (config.eval_every and eval_source and epoch % config.eval_every == 0
+                and (epoch < config.epochs or select_best)):
             from zoo.evaluation import evaluate
 
             res = evaluate(m, eval_source[0], split=eval_source[1], fold=config.fold, spec=spec, max_images=4,
@@ -184,11 +420,21 @@ def train(config: ExperimentConfig, *, train_records: Optional[Sequence[str]] = 
     history = state["history"]
     status = "FAILED"
     try:
-        if state["epochs_done"] < config.epochs:
-            ds = training_dataset(config, train_records)
-            epoch_end = epoch_end_callback(ckpt_dir, tracker, history, periodic_eval)
-            model.fit(ds, epochs=config.epochs, initial_epoch=state["epochs_done"],
-                      steps_per_epoch=config.steps_per_epoch, verbose=verbose,
+        start, offset = state["epochs_done"], state["steps_done"]
+        spe = config.steps_per_epoch
+        fits = []  # (dataset, steps per epoch, first epoch, last epoch, steps already done in the first)
+        if state.get("stopped_early") is None and start < config.epochs:
+            if offset:  # the rest of an epoch checkpointed mid-way, then the epochs after it
+                fits.append((training_dataset(config, train_records, first_epoch=start, skip=offset, count=1),
+                             spe - offset, start, start + 1, offset))
+                start += 1
+            if start < config.epochs:
+                fits.append((training_dataset(config, train_records, first_epoch=start), spe, start, config.epochs,
+                             0))
+        for ds, steps, first, last, done in fits:
+            epoch_end = epoch_end_callback(ckpt_dir, tracker, history, periodic_eval, config=config, state=state,
+                                           offset=done)
+            model.fit(ds, epochs=last, initial_epoch=first, steps_per_epoch=steps, verbose=verbose,
                       callbacks=[epoch_end])
             if epoch_end.diverged:
                 epoch, loss = epoch_end.diverged
@@ -196,7 +442,25 @@ def train(config: ExperimentConfig, *, train_records: Optional[Sequence[str]] = 
                     f"{config.name}: the loss became {loss} in epoch {epoch}; the last finite checkpoint "
                     f"(epoch {epoch - 1}) is kept in {ckpt_dir}. Lower learning_rate (now {config.learning_rate:g}) "
                     f"and run again, or --resume from it")
+            if epoch_end.stopped_early:
+                if verbose:
+                    b = state["best"]
+                    print(f"early stopping after epoch {epoch_end.stopped_early}: {b['metric']} last improved in "
+                          f"epoch {b['epoch']} ({b['value']:.4g})")
+                break
         write_json(os.path.join(output_dir, "history.json"), history)
+        final = LAST
+        if config.best_metric and os.path.isfile(os.path.join(ckpt_dir, BEST)):
+            final = BEST
+            model = keras.models.load_model(os.path.join(ckpt_dir, BEST))
+        if config.precise_bn_batches and not state.get("precise_bn"):
+            bn_stream = training_dataset(config, train_records, first_epoch=config.epochs, count=1,
+                                         steps=config.precise_bn_batches)
+            if precise_bn(model, bn_stream, config.precise_bn_batches):
+                with atomic_path(os.path.join(ckpt_dir, final)) as tmp:
+                    model.save(tmp)
+            state.update(precise_bn=final, history=history, run_id=tracker.run_id)
+            write_json(state_path, state)
         metrics = {}
         if eval_source:
             from zoo.evaluation import evaluate, save_overlays

@@ -199,3 +199,42 @@ def test_tnbc_fold_training_and_evaluation(tnbc_records):
 
     ids = sorted(s.image_id for s in iter_eval_samples(str(tnbc_records), "test", fold=1))
     assert ids == [f"01_{i}" for i in range(1, 8)]  # patient 01's 7 images (PROVENANCE)
+
+
+# ---------------------------------------------------------------- epochs: a function of (seed, epoch, step)
+
+def test_epoch_stream_is_a_function_of_seed_epoch_and_step(synth):
+    """A stream started at epoch 2 (or at step 1 of epoch 2) reads exactly what the stream from epoch 0 read there:
+    a resumed run sees the uninterrupted run's batches (issue 16)."""
+    from zoo.data.input import epochs
+
+    cfg = InputConfig(patch_size=16, batch_size=2, patches_per_image=2, shuffle_buffer=4, affine=True,
+                      color_jitter=True, seed=7)
+    spe = 3  # 4 images x 2 patches = 4 batches a pass: epochs do not line up with passes
+    full = _batches(epochs(str(synth), cfg, spe), 4 * spe)
+    late = _batches(epochs(str(synth), cfg, spe, first_epoch=2), 2 * spe)
+    mid = _batches(epochs(str(synth), cfg, spe, first_epoch=2, skip=1, count=1), 10)
+    assert len(mid) == spe - 1
+    for got, want in list(zip(late, full[2 * spe:])) + list(zip(mid, full[2 * spe + 1:3 * spe])):
+        for u, v in zip(got, want):
+            np.testing.assert_array_equal(u, v)
+    assert not np.array_equal(full[0][0], full[spe][0])  # epochs differ from each other
+    other = _batches(epochs(str(synth), InputConfig.from_dict({**cfg.to_dict(), "seed": 8}), spe), 1)
+    assert not np.array_equal(full[0][0], other[0][0])
+    with pytest.raises(ConfigError, match="skip"):
+        epochs(str(synth), cfg, spe, skip=spe)
+
+
+def test_epoch_stream_ignores_the_global_seed_even_zero(synth):
+    """The run's Keras seed (TF's global seed) is not part of the stream; a global seed of 0 with tensor shuffle
+    seeds used to be a TF error in graph mode."""
+    from zoo.data.input import epochs
+
+    cfg = InputConfig(patch_size=16, batch_size=2, shuffle_buffer=4, seed=0)
+    tf.random.set_seed(0)
+    a = _batches(epochs(str(synth), cfg, 2), 4)
+    tf.random.set_seed(123)
+    b = _batches(epochs(str(synth), cfg, 2), 4)
+    for ta, tb in zip(a, b):
+        for u, v in zip(ta, tb):
+            np.testing.assert_array_equal(u, v)
