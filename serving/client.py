@@ -6,10 +6,10 @@ gRPC limits messages to 4 MiB by default; a 1000x1000 tile's float probabilities
 client raises both limits to ``max_message_bytes`` (256 MiB by default). tensorflow_model_server accepts
 messages up to 2 GiB; serving.local_server up to its own ``max_message_bytes``.
 
-``predict_files`` is what ``histozoo predict`` runs: the served model's spec is read once (``served_spec``), then each
-image goes through ``zoo.inference.predict`` with the server as its probability function (``ServedForward``): one
-request per image, the spec's post-processing on this side, probability and instance PNGs and a summary.json written
-atomically.
+``predict_files`` is what ``histozoo predict --server`` runs: the served model's spec is read once (``served_spec``),
+then each image goes through ``zoo.inference.predict`` with the server as its probability function
+(``ServedForward``): one request per image, the spec's post-processing on this side, and the files of
+``zoo.inference.outputs`` (instance map, overlay, QuPath GeoJSON, per-nucleus CSV, summary.json) written atomically.
 """
 
 from __future__ import annotations
@@ -257,13 +257,6 @@ class RestClient:
 
 
 # ------------------------------------------------------------------------------------------ files in, PNGs out
-def probability_png(probs: np.ndarray) -> np.ndarray:
-    """[H, W, C] probabilities -> uint8 PNG array: P(class 1) as grey for C == 2, the three classes as RGB for
-    C == 3 (R background, G interior, B boundary), P(class 1) as grey otherwise."""
-    p = probs if probs.shape[-1] == 3 else probs[..., 1]
-    return np.round(np.clip(p, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
 def served_spec(client, model: str, *, version: int | None = None, label: str | None = None):
     """The InferenceSpec of a served model, from its ``histozoo_spec`` signature (``serving.export``)."""
     from serving.export import SPEC_SIGNATURE
@@ -318,65 +311,27 @@ class ServedForward:
         return np.asarray(self.last["probabilities"], np.float32)
 
 
-def output_stems(paths: Sequence[str]) -> list[str]:
-    """The output-name stem of each input image: ``zoo.data.sample.safe_name`` of its file name without the
-    extension (no separator, no ``..``, no leading dot, so every output stays inside the output folder and visible);
-    two inputs that would share outputs raise ConfigError before anything is computed."""
-    from zoo.data.sample import safe_name
-    from zoo.errors import ConfigError
-
-    stems = [safe_name(os.path.splitext(os.path.basename(os.fspath(p)))[0]) for p in paths]
-    dup = {s for s in stems if stems.count(s) > 1}
-    if dup:
-        raise ConfigError(f"two input images share the name {sorted(dup)[0]!r}; their outputs would collide")
-    return stems
-
-
 def predict_files(client, model: str, paths: Iterable[str], out_dir: str, *, signature: str = "predict_images",
                   version: int | None = None, label: str | None = None, progress: bool = True,
                   mpp: float | None = None) -> dict:
-    """Predict every image file through THE inference function (``zoo.inference.predict``) with the served model's
-    probabilities and its own InferenceSpec (read from the server), so the instances are exactly those evaluation
-    scores. Writes ``<stem>_prob.png`` (see ``probability_png``), ``<stem>_instances.png`` (uint16 instance map) and
-    ``summary.json`` (instances per image) into ``out_dir``.
-
-    ``client`` is a PredictClient or RestClient; ``signature`` picks the wire form (``ServedForward``); ``mpp``:
-    the images' microns per pixel (None: taken to be the model's own; otherwise resampled to it and back).
+    """``zoo.inference.outputs.predict_files`` with a served model: its InferenceSpec read from the server, its
+    probabilities through ``ServedForward`` (``signature`` picks the wire form), the spec's post-processing on this
+    side, so the instances are exactly those evaluation scores. Writes the instance map, probability and overlay
+    PNGs, a QuPath GeoJSON and a per-nucleus CSV per image, and ``summary.json`` (``zoo.inference.outputs``).
+    ``mpp``: the images' microns per pixel (None: taken to be the model's own; otherwise resampled to it and back).
     """
-    from tqdm import tqdm
-
-    from zoo.data.imageio import read_rgb
-    from zoo.errors import ConfigError, DataError
-    from zoo.inference import predict
+    from zoo.errors import ConfigError
+    from zoo.inference.outputs import predict_files as predict_local
 
     if signature not in INPUT_KEYS:
         raise ConfigError(f"--signature {signature!r}: expected one of {sorted(INPUT_KEYS)}")
     if signature == "predict_examples":
         raise ConfigError("--signature predict_examples takes serialized tf.Examples, not image files")
-    paths = list(paths)
     atomic.check_output_dir(out_dir)
-    stems = output_stems(paths)
     spec = served_spec(client, model, version=version, label=label)
     forward = ServedForward(client, model, signature=signature, version=version, label=label)
-    os.makedirs(out_dir, exist_ok=True)
-    rows = []
-    for path, stem in zip(tqdm(paths, desc="predict", unit="img", disable=not progress), stems):
-        img = read_rgb(path)
-        try:
-            pred = predict(forward, spec, img, mpp=mpp)
-        except ServingError as e:
-            raise DataError(path, f"the server refused it ({e.code}: {e.message})") from None
-        probs, inst = pred.probabilities, pred.instances
-        if inst.max(initial=0) > np.iinfo(np.uint16).max:
-            raise DataError(path, f"{inst.max()} instances do not fit a uint16 PNG")
-        prob_png, inst_png = f"{stem}_prob.png", f"{stem}_instances.png"
-        atomic.save_image(os.path.join(out_dir, prob_png), probability_png(probs), format="PNG")
-        atomic.save_image(os.path.join(out_dir, inst_png), inst.astype(np.uint16), format="PNG")
-        rows.append({"image": os.path.abspath(path), "height": int(inst.shape[0]), "width": int(inst.shape[1]),
-                     "num_classes": int(probs.shape[-1]), "instances": pred.num_instances,
-                     "probabilities_png": prob_png, "instances_png": inst_png})
-    summary = {"model": model, "signature": signature, "version": version, "label": label,
-               "served_version": getattr(client, "last_version", None), "spec": spec.to_dict(), "images": rows,
-               "total_instances": int(sum(r["instances"] for r in rows))}
+    summary = predict_local(forward, spec, paths, out_dir, mpp=mpp, progress=progress,
+                            extra={"model": model, "signature": signature, "version": version, "label": label})
+    summary["served_version"] = getattr(client, "last_version", None)
     atomic.write_json(os.path.join(out_dir, "summary.json"), summary, indent=2)
     return summary

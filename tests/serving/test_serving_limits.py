@@ -200,7 +200,7 @@ def test_server_down_is_unreachable_and_names_the_address():
 
 
 def test_output_names_are_safe_names(tmp_path):
-    from serving.client import output_stems
+    from zoo.inference.outputs import output_stems
     from zoo.errors import ConfigError
 
     assert output_stems([str(tmp_path / ".hidden.png"), "x/a..b.tif", "p09_t0.png"]) == ["hidden", "a.b", "p09_t0"]
