@@ -115,7 +115,8 @@ def quiet_tensorflow(verbose: bool = False) -> None:
 
 
 def _add_verbose(parser: argparse.ArgumentParser, top: bool) -> None:
-    help_ = "show TensorFlow's C++ start-up logging (oneDNN, CUDA probing), hidden by default"
+    help_ = ("show TensorFlow's C++ start-up logging (oneDNN, CUDA probing) and, for 'pipeline run', the whole "
+             "TFX/Beam output on the terminal (else in its log file); hidden by default")
     parser.add_argument("--verbose", action="store_true", default=False if top else argparse.SUPPRESS, help=help_)
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
