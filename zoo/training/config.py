@@ -239,6 +239,8 @@ class ExperimentConfig:
                 self.best_metric.startswith("val_") and len(self.best_metric) > 4):
             raise ConfigError(f"best_metric must be '', 'loss' or 'val_<metric>' (e.g. val_aji), got "
                               f"{self.best_metric!r}")
+        if self.best_metric == "loss" and self.best_mode == "max":
+            raise ConfigError("best_mode: best_metric 'loss' improves downwards: set best_mode: min")
         if self.best_metric.startswith("val_") and not self.eval_every:
             raise ConfigError(f"best_metric: {self.best_metric!r} needs eval_every >= 1 (validation metrics are "
                               f"computed every eval_every epochs)")

@@ -244,8 +244,9 @@ def test_new_options_validate_round_trip_and_are_documented(tmp_path):
         "best_metric": ({"best_metric": "aji"}, "best_metric must be"),
         "best_metric eval": ({"best_metric": "val_aji"}, "needs eval_every >= 1"),
         "best_mode": ({"best_metric": "loss", "best_mode": "up"}, "best_mode must be one of"),
+        "best_mode loss": ({"best_metric": "loss"}, "best_mode: best_metric 'loss' improves downwards"),
         "patience": ({"early_stopping_patience": 2}, "early_stopping_patience: needs best_metric"),
-        "patience<0": ({"best_metric": "loss", "early_stopping_patience": -1}, "early_stopping_patience must be"),
+        "patience<0": ({"best_metric": "loss", "best_mode": "min", "early_stopping_patience": -1}, "early_stopping_patience must be"),
         "checkpoint_every_s": ({"checkpoint_every_s": -1}, "checkpoint_every_s must be >= 0"),
         "checkpoint type": ({"checkpoint_every_s": "1h"}, "checkpoint_every_s: expected a finite number"),
         "mixed_precision": ({"mixed_precision": "yes"}, "mixed_precision: expected true or false"),
@@ -373,9 +374,15 @@ def test_mixed_precision_policy_is_set_for_the_run_and_restored(synth, in_tmp, m
         return orig(*a, **kw)
 
     monkeypatch.setattr(core, "epoch_end_callback", spy)
+    cfg = cfg.replace(val_split="test", lr_schedule={"name": "poly"})
     res = train(cfg, output_dir=str(in_tmp / "gpu"), verbose=0)
     assert seen["policy"] == "mixed_float16" and res.model.dtype_policy.name == "mixed_float16"
     assert isinstance(res.model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert (in_tmp / "gpu" / "evaluation.json").is_file()  # inference and evaluation take the float16 model
+    # resuming a mixed-precision checkpoint: the schedule is set through the LossScaleOptimizer
+    res = train(cfg.replace(epochs=2), output_dir=str(in_tmp / "gpu"), resume=True, verbose=0)
+    assert len(res.history["loss"]) == 2 and np.all(np.isfinite(res.history["loss"]))
     assert keras.mixed_precision.global_policy().name == "float32"
 
 
