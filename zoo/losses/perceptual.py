@@ -61,14 +61,14 @@ def contour_images(probs, contour, contour_channel: int = -1):
 def perceptual_per_image(extractor: Callable, pred_images, target_images):
     """Eq. 3 per image: [B] = 1/4 sum_k mean over C_k H_k W_k of (f_k(pred) - f_k(target))^2 (as many levels as
     the extractor returns)."""
-    both = tf.concat([pred_images, target_images], axis=0)
-    feats = extractor(both)
-    feats = list(feats) if isinstance(feats, (list, tuple)) else [feats]
+    as_list = lambda f: list(f) if isinstance(f, (list, tuple)) else [f]  # noqa: E731
+    fp = as_list(extractor(pred_images))
+    # the target's features are constants: a separate, gradient-free pass (no backward through its half)
+    ft = [tf.stop_gradient(f) for f in as_list(extractor(target_images))]
     b = tf.shape(pred_images)[0]
     levels = []
-    for f in feats:
-        f = tf.cast(f, tf.float32)
-        d = tf.square(f[:b] - f[b:])
+    for a, t in zip(fp, ft):
+        d = tf.square(tf.cast(a, tf.float32) - tf.cast(t, tf.float32))
         levels.append(tf.reduce_mean(tf.reshape(d, [b, -1]), axis=1))
     return tf.add_n(levels) / float(len(levels))
 
