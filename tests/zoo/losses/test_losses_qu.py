@@ -213,3 +213,34 @@ def test_mixed_batches_from_both_datasets_and_config_checks(built):
         _mixed_config(types="none", num_types=0)
     with pytest.raises(ConfigError, match="mixed_supervision"):
         _mixed_config(weight_map="class_balanced")
+
+
+def test_training_core_writes_the_typed_spec(built, tmp_path):
+    """One step of a tiny qu through zoo.training.train on MoNuSeg + CRCHistoPhenotypes shards: the spec names the
+    typed channels and the CRC class names (read from the records' meta/class_names), post-processing inner_contour."""
+    import os
+
+    from zoo.training import ExperimentConfig, train
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for name in ("monuseg2018", "crchistophenotypes"):
+        for shard in sorted((built / name).glob("train-*.tfrecord.gz")):
+            os.symlink(shard, mixed / f"train-{name}-{shard.name[len('train-'):]}")
+    (mixed / "summary.json").write_text((built / "monuseg2018" / "summary.json").read_text())
+    cfg = ExperimentConfig.from_dict({
+        "name": "qu-smoke", "model": "qu", "data_dir": str(mixed), "val_split": "",
+        "model_config": {"num_types": 4, "encoder_blocks": [1, 1, 1, 1], "encoder_width": 1 / 16,
+                         "decoder_filters": [8, 8, 8, 8, 8]},
+        "input": {"patch_size": 64, "batch_size": 2, "target": "inner_contour", "types": "merged", "num_types": 4,
+                  "mixed_supervision": True, "weight_map": "unet", "point_radius": 3.0, "mpp": 0.5,
+                  "patches_per_image": 1},
+        "loss": "qu_mixed", "loss_config": {"num_types": 4, "beta": 0.1},
+        "epochs": 1, "steps_per_epoch": 2, "postprocess": {"method": "inner_contour", "min_size": 20}})
+    result = train(cfg, output_dir=str(tmp_path / "run"), tracking=False, verbose=0)
+    assert np.isfinite(result.history["loss"]).all()
+    spec = result.spec
+    assert spec.channels == ("background", "inner:epithelial", "inner:inflammatory", "inner:fibroblast",
+                             "inner:others", "contour")
+    assert tuple(spec.class_names) == ("epithelial", "inflammatory", "fibroblast", "others")
+    assert spec.mpp == 0.5 and spec.postprocess.method == "inner_contour"
