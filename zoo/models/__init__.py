@@ -11,7 +11,8 @@ described in zoo.models.base. Importing this package registers every model, laye
 process must do before ``keras.saving.load_model`` reads a histozoo ``.keras`` file.
 
 Papers: PangNet, FCN-8s, DeconvNet and their ensemble (Naylor et al. 2017, section 5) in ``naylor``; Yuan & Suh's
-U-Net (section 3.2) in ``unet``; Qu et al.'s ResNet34 U-Net (section 2.1) in ``qu``; the VGG16 encoder and its weight loading in ``vgg``.
+U-Net (section 3.2) in ``unet``; Qu et al.'s ResNet34 U-Net (section 2.1) in ``qu``; the VGG16 encoder and its
+weight loading in ``vgg``.
 """
 
 import zoo.losses  # noqa: F401  (a compiled .keras file names histozoo losses: importing zoo.models must be enough)

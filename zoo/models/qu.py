@@ -51,7 +51,8 @@ class QuConfig(ModelConfig):
       K = 1 is the untyped inner / contour model (3 maps).
     encoder_blocks: basic blocks per ResNet stage ([3, 4, 6, 3] = ResNet34).
     encoder_width: multiplier of the maps of encoder stages 2-4 (128, 256, 512; keras-hub requires the stem
-      and the first stage at 64); 1.0 = ResNet34 (tests use tiny widths); pretrained weights need 1.0 and the ResNet34 blocks.
+      and the first stage at 64); 1.0 = ResNet34 (tests use tiny widths); a weights file must come from an encoder
+      of the same blocks and width.
     decoder_filters: maps of the four skip UpBlocks (1/16, 1/8, 1/4, 1/2) and of the full-resolution block.
     encoder_weights: null (random init) or a local weights file (module docstring): ``.weights.h5`` / ``.h5`` of a
       ResNetBackbone, or a ``.keras`` file of a ResNetBackbone or of a ``qu`` model.
