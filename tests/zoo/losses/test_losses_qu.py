@@ -244,3 +244,28 @@ def test_training_core_writes_the_typed_spec(built, tmp_path):
                              "inner:others", "contour")
     assert tuple(spec.class_names) == ("epithelial", "inflammatory", "fibroblast", "others")
     assert spec.mpp == 0.5 and spec.postprocess.method == "inner_contour"
+
+
+def test_fully_typed_instance_records_give_plain_k_plus_2_labels(tmp_path):
+    """A CoNSeP / PanNuke-style record (instance map + a type per instance) through the input layer with
+    mixed_supervision: labels only 0..K+1 (each nucleus' inner part carries its type), so qu_mixed is exactly the
+    plain K + 2 class cross-entropy on it."""
+    from zoo.data import records
+    from zoo.data.input import dataset
+    from zoo.data.sample import Sample
+
+    inst = np.zeros((64, 64), np.uint16)
+    inst[4:20, 4:20], inst[30:50, 8:28], inst[10:30, 36:60] = 1, 2, 3
+    rng = np.random.default_rng(0)
+    sample = Sample(image=rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), image_id="typed-0", dataset="fixture",
+                    source_id="s0", split="train", instances=inst, instance_ids=np.array([1, 2, 3]),
+                    instance_classes=np.array([1, 2, 4]), class_names=("a", "b", "c", "d"))
+    records.write_shards([sample], str(tmp_path), "train")
+    cfg = _mixed_config(patch_size=64, batch_size=1, mpp=0.0, flip=False, rot90=False, patches_per_image=1)
+    _, y, w = (t.numpy() for t in next(iter(dataset(records.list_shards(str(tmp_path), "train"), cfg))))
+    assert set(np.unique(y)) == {0, 1, 2, 4, 5}  # background, the three types' inner parts, contour (K + 1 = 5)
+    for nucleus, t in ((1, 1), (2, 2), (3, 4)):
+        assert set(np.unique(y[0][inst == nucleus])) == {t, 5}
+    p = rng.dirichlet(np.ones(6), size=y.shape).astype(np.float32)
+    plain = WeightedCrossEntropy(normalization="pixels")(y, p, sample_weight=w)
+    assert float(QuMixedLoss(num_types=4, beta=0.0)(y, p, sample_weight=w)) == pytest.approx(float(plain), rel=1e-6)
