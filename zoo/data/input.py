@@ -371,7 +371,9 @@ def epochs(source, config: InputConfig, steps_per_epoch: int, split: str = "trai
            first_epoch: int = 0, skip: int = 0, count: int | None = None) -> tf.data.Dataset:
     """The training stream of epochs ``first_epoch``, ``first_epoch + 1``, ... (``count`` of them, or endless), each
     ``steps_per_epoch`` batches that are a function of (config.seed, epoch, step) alone (module doc); ``skip`` drops
-    the first batches of ``first_epoch`` (a run resumed from a mid-epoch checkpoint)."""
+    the first batches of ``first_epoch`` (a run resumed from a mid-epoch checkpoint). The price of epochs that can
+    start on their own: each fills its patch-shuffle buffer afresh and drops what is left in it at its end, about
+    shuffle_buffer / (steps_per_epoch x batch_size) extra patches (8 % at 100 steps of 8 with the default 64)."""
     if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
         raise ConfigError(f"epochs: steps_per_epoch must be an integer >= 1, got {steps_per_epoch!r}")
     if not 0 <= skip < steps_per_epoch:

@@ -42,6 +42,15 @@ def synth(tmp_path_factory):
     return d
 
 
+@pytest.fixture(autouse=True)
+def _fresh_global_seed():
+    """``dataset()``'s shuffles combine their op seeds with TF's global seed, which an earlier test in the same
+    process (any training run: keras.utils.set_random_seed) may have set; start each test as a fresh process does, so
+    the outcome does not depend on test order (``epochs()``, the training stream, ignores the global seed)."""
+    tf.random.set_seed(None)
+    yield
+
+
 def _batches(ds, n):
     return [tuple(t.numpy() for t in b) for b in ds.take(n)]
 
