@@ -136,6 +136,51 @@ def test_run_resumed_after_a_kill_equals_the_uninterrupted_run(synth, in_tmp, mo
     assert b.run_id == state["run_id"] and b.run_id != a.run_id  # the MLflow run continues
 
 
+_KILL_SCRIPT = """
+import importlib, json, os, signal, sys
+from zoo.training import ExperimentConfig
+core = importlib.import_module("zoo.training.train")
+cfg = ExperimentConfig.from_dict(json.load(open(sys.argv[1])))
+orig = core.epoch_end_callback
+
+def wrapped(*a, **kw):
+    cb = orig(*a, **kw)
+    inner = cb.on_epoch_end
+
+    def on_epoch_end(epoch, logs=None):
+        inner(epoch, logs)
+        if epoch + 1 == int(sys.argv[3]):
+            os.kill(os.getpid(), signal.SIGKILL)
+    cb.on_epoch_end = on_epoch_end
+    return cb
+
+core.epoch_end_callback = wrapped
+core.train(cfg, output_dir=sys.argv[2], verbose=0)
+"""
+
+
+def test_run_resumed_after_kill_9_of_the_process_equals_the_uninterrupted_run(synth, in_tmp):
+    """The real fault: the training process is SIGKILLed right after epoch 2's checkpoint, then resumed here."""
+    import subprocess
+    import sys
+
+    from zoo.training import train
+
+    cfg = _config(synth, tracking={"enabled": True, "experiment": "kill9", "log_model": False})
+    (in_tmp / "cfg.json").write_text(json.dumps(cfg.to_dict()))
+    (in_tmp / "kill.py").write_text(_KILL_SCRIPT)
+    proc = subprocess.run([sys.executable, "kill.py", "cfg.json", str(in_tmp / "b"), "2"], cwd=in_tmp,
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    state = json.load(open(in_tmp / "b" / "checkpoints" / "state.json"))
+    assert state["epochs_done"] == 2
+    b = train(cfg, output_dir=str(in_tmp / "b"), resume=True, verbose=0)
+    a = train(cfg, output_dir=str(in_tmp / "a"), verbose=0)
+    _assert_same_run(a, b)
+    assert b.run_id == state["run_id"]
+
+
 def test_mid_epoch_checkpoint_on_an_injected_clock_resumes_at_its_step(synth, in_tmp, monkeypatch):
     from zoo.training import train
     core = _core()
