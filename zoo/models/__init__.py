@@ -22,7 +22,8 @@ from zoo.models.naylor import (DeconvNet, DeconvNetConfig, Ensemble, EnsembleCon
                                FCN8sConfig, PangNet, PangNetConfig)
 from zoo.models.unet import UNet, UNetConfig
 from zoo.models.qu import QuConfig, QuNet
+from zoo.models.hovernet import HoVerNet, HoVerNetConfig
 
 __all__ = ["ModelConfig", "SegmentationModel", "available", "build", "get", "register", "PangNet", "PangNetConfig",
            "FCN8s", "FCN8sConfig", "DeconvNet", "DeconvNetConfig", "Ensemble", "EnsembleConfig", "EnsembleMember",
-           "UNet", "UNetConfig", "QuNet", "QuConfig"]
+           "UNet", "UNetConfig", "QuNet", "QuConfig", "HoVerNet", "HoVerNetConfig"]
