@@ -46,10 +46,11 @@ class InputConfig:
 
     patch_size: side P of the square training patches (pixels, after resampling).
     batch_size: training batch size.
-    target: "binary" | "three_class" | "inner_contour" | "points" (zoo.data.targets).
+    target: "binary" | "three_class" | "inner_contour" | "points" | "hovernet" (zoo.data.targets; "hovernet": y is
+        the float32 [P, P, 3 (+1)] stack NP / HV x / HV y (/ type with types="merged"), w the valid-pixel mask).
     boundary_width: thickness in pixels of the boundary / contour band (three_class, inner_contour).
-    types: "none"; "extra" (y, w become dicts with a per-pixel "types" map); "merged" (inner_contour only: Qu et al.'s
-        typed inner classes 1..K and contour K+1).
+    types: "none"; "extra" (y, w become dicts with a per-pixel "types" map); "merged" (inner_contour: Qu et al.'s
+        typed inner classes 1..K and contour K+1; hovernet: the type channel of HoVer-Net's TP branch).
     num_types: K, the number of nucleus types (0 = untyped; for "points", 0 labels every disc 1).
     weight_map: "none" | "unet" | "class_balanced" | "unet_class_balanced" (zoo.data.targets); w0, sigma: its
         parameters (Qu et al. eq. 2: w0 = 10, sigma = 5 px).
@@ -138,8 +139,13 @@ class InputConfig:
             _check(self.weight_map == "none", "weight_map",
                    "must be 'none' for the points target (its weight is the disc mask)")
             _check(self.types == "none", "types", "must be 'none' for the points target (discs carry the type)")
+        if self.target == "hovernet":
+            _check(self.weight_map == "none", "weight_map", "must be 'none' for the hovernet target")
+            _check(self.types in ("none", "merged"), "types", "must be 'none' or 'merged' for the hovernet target")
+            _check(not self.mixed_supervision, "mixed_supervision", "is not available for the hovernet target")
         if self.types == "merged":
-            _check(self.target == "inner_contour", "types", "'merged' needs target='inner_contour'")
+            _check(self.target in ("inner_contour", "hovernet"), "types",
+                   "'merged' needs target='inner_contour' or 'hovernet'")
         if self.types != "none":
             _check(self.num_types >= 1, "num_types", f"must be >= 1 with types={self.types!r}")
         if self.mixed_supervision:
@@ -154,6 +160,8 @@ class InputConfig:
             return 2
         if self.target == "points":
             return self.num_types + 1 if self.num_types else 2
+        if self.target == "hovernet":  # NP 2 + HV 2 (+ TP K + 1): the model's output channels
+            return 4 + (self.num_types + 1 if self.types == "merged" else 0)
         return self.num_types + 2 if self.types == "merged" else 3
 
     def to_dict(self) -> dict:
@@ -263,6 +271,9 @@ def _unpack(label, cfg: InputConfig):
 def _targets(inst, types, cfg: InputConfig, valid=None):
     """(y, w) of an instance map patch (zoo.data.targets); dicts with types="extra"."""
     merged = cfg.types == "merged"
+    if cfg.target == "hovernet":  # float32 [P, P, 3 (+1)] stack, per-pixel weight = the valid mask
+        v = tf.ones(tf.shape(inst), tf.float32) if valid is None else valid
+        return targets.hovernet_target(inst, types if merged else None), v
     y = targets.segmentation_target(inst, cfg.target, cfg.boundary_width, types if merged else None, cfg.num_types)
     v = tf.ones(tf.shape(inst), tf.float32) if valid is None else valid
     if merged:

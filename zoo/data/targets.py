@@ -6,6 +6,9 @@ Class indices of every target (y, int32):
 - ``inner_contour``: 0 background, 1 inner part, 2 contour (Qu et al. 2019, section 2.1); with typed output
   merged in ("merged"), Qu's five maps generalised to K types: 0 background, k = inner part of a type-k nucleus
   (1..K), K + 1 contour.
+- ``hovernet`` (Graham et al. 2019): not class indices but a float32 (H, W, 3) stack: the nucleus label (0 / 1) and
+  the horizontal and vertical maps (``hv_maps``), plus the per-pixel type 0..K as a 4th channel when typed
+  (``hovernet_target``; the loss is zoo.losses.hovernet).
 - ``points``: a disc of radius r around each centre, labelled with the point's type (1 when the dataset is untyped);
   weight 0 (ignored) outside the discs.
 - mixed supervision (``mixed_instance_target`` / ``mixed_point_target``; InputConfig ``mixed_supervision``): the
@@ -56,7 +59,7 @@ import numpy as np
 import tensorflow as tf
 from scipy import ndimage
 
-TARGETS = ("binary", "three_class", "inner_contour", "points")
+TARGETS = ("binary", "three_class", "inner_contour", "points", "hovernet")
 WEIGHT_MAPS = ("none", "unet", "unet_nucleus_distance", "class_balanced", "unet_class_balanced")
 
 
@@ -197,6 +200,55 @@ def point_discs(points_yx, classes, size, radius: float, untyped: bool):
     y = tf.math.floormod(grid, 1024)
     wt = tf.cast((grid > 0) & (y > 0), tf.float32)
     return tf.where(grid > 0, y, 0), wt
+
+
+# ---------------------------------------------------------------- HoVer-Net (Graham et al. 2019, section 3.2)
+
+def hv_maps(instances) -> np.ndarray:
+    """float32 (H, W, 2): the horizontal (x, channel 0) and vertical (y, channel 1) distance of every nucleus pixel
+    to its nucleus' centre of mass, scaled per nucleus to [-1, 1]; 0 on the background.
+
+    As the reference (vqdang/hover_net models/hovernet/targets.py): the centre of mass is rounded to the nearest
+    pixel (c = floor(com + 0.5)), d = coordinate - c, then the negative distances of a nucleus are divided by their
+    largest magnitude and the positive ones by their largest value (each side reaches -1 / +1 separately; a side
+    with no pixel stays as it is). The reference numbers its crop's coordinates from 1 against a 0-based centre,
+    which shifts its maps by one pixel; here both are 0-based, so the centre pixel itself is 0. Vectorised: one
+    bincount per statistic over all nuclei, no loop.
+    """
+    inst = np.asarray(instances)
+    if inst.ndim != 2:
+        raise ValueError(f"hv_maps: instance map must be (H, W), got shape {inst.shape}")
+    h, w = inst.shape
+    out = np.zeros((h, w, 2), np.float32)
+    fg = inst > 0
+    if not fg.any():
+        return out
+    _, lab = np.unique(inst[fg], return_inverse=True)
+    n = int(lab.max()) + 1
+    rows, cols = np.nonzero(fg)  # raster order, the order of inst[fg]
+    count = np.bincount(lab, minlength=n).astype(np.float64)
+    for axis, coord in ((0, cols), (1, rows)):
+        centre = np.floor(np.bincount(lab, weights=coord, minlength=n) / count + 0.5)
+        d = (coord - centre[lab]).astype(np.float64)
+        neg = np.zeros(n)
+        np.minimum.at(neg, lab, d)
+        pos = np.zeros(n)
+        np.maximum.at(pos, lab, d)
+        scale = np.where(d < 0, -neg[lab], np.where(d > 0, pos[lab], 1.0))
+        out[rows, cols, axis] = (d / np.where(scale > 0, scale, 1.0)).astype(np.float32)
+    return out
+
+
+def hovernet_target(instances, types=None):
+    """HoVer-Net's stacked target inside a TF graph: float32 (H, W, 3) = nucleus (0 / 1), HV x, HV y
+    (``hv_maps``), with a 4th channel, the per-pixel nucleus type 0..K, when ``types`` (H, W) is given."""
+    x = tf.convert_to_tensor(instances)
+    hv = tf.numpy_function(hv_maps, [x], tf.float32, stateful=False)
+    hv = tf.ensure_shape(tf.reshape(hv, tf.concat([tf.shape(x), [2]], 0)), x.shape.concatenate([2]))
+    parts = [tf.cast(x > 0, tf.float32)[..., None], hv]
+    if types is not None:
+        parts.append(tf.cast(tf.where(x > 0, tf.cast(types, tf.int32), 0), tf.float32)[..., None])
+    return tf.concat(parts, axis=-1)
 
 
 # ---------------------------------------------------------------- mixed supervision (Qu et al., zoo.losses.mixed)

@@ -7,7 +7,9 @@ Segmentation losses take integer labels ``[B, H, W]``, softmax probabilities ``[
 - ``dice``: soft multi-class Dice;
 - ``ce_dice``: their weighted sum;
 - ``qu_mixed``: Qu et al.'s L_ce + beta * L_per (frozen-VGG16 perceptual term, zoo.losses.perceptual) under mixed
-  supervision (untyped instances, typed centres, typed instances in one batch; zoo.losses.mixed).
+  supervision (untyped instances, typed centres, typed instances in one batch; zoo.losses.mixed);
+- ``hovernet``: Graham et al.'s NP (CE + Dice), HV (MSE + MSGE) and TP (CE + Dice) terms on HoVer-Net's stacked
+  float target [B, H, W, 3 (+1)] (zoo.losses.hovernet).
 
 Importing this package registers the loss classes with Keras (a compiled ``.keras`` file names them).
 """
@@ -17,6 +19,7 @@ from zoo.losses.pixel import PixelLoss
 from zoo.losses.cross_entropy import WeightedCrossEntropy, pixel_cross_entropy
 from zoo.losses.dice import CrossEntropyDice, SoftDice
 from zoo.losses.mixed import QuMixedLoss
+from zoo.losses.hovernet import HoVerNetLoss
 
 __all__ = ["available_losses", "get_loss", "register_loss", "PixelLoss", "WeightedCrossEntropy",
-           "pixel_cross_entropy", "SoftDice", "CrossEntropyDice", "QuMixedLoss"]
+           "pixel_cross_entropy", "SoftDice", "CrossEntropyDice", "QuMixedLoss", "HoVerNetLoss"]

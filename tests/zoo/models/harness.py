@@ -28,6 +28,9 @@ TINY_CONFIGS = {
     "unet": {"base_filters": 4, "depth": 2},
     # keras-hub keeps the ResNet stem and first stage at 64 maps: one block per stage, stages 2-4 at 1/16 width
     "qu": {"num_types": 2, "encoder_blocks": [1, 1, 1, 1], "encoder_width": 1 / 16, "decoder_filters": [8, 8, 4, 4, 4]},
+    # one unit per residual block and per dense stage, 1/16 encoder and 1/8 decoder widths, the TP branch on
+    "hovernet": {"num_types": 2, "mode": "fast", "encoder_blocks": [1, 1, 1, 1], "encoder_width": 1 / 16,
+                 "decoder_width": 1 / 8, "dense_units": [1, 1]},
 }
 
 
@@ -46,7 +49,37 @@ def random_batch(num_classes: int, batch: int = 4, size: int = IMAGE_SIZE, seed:
     return x, y, w
 
 
-def fit_two_steps(model, x, y, w):
+def softmax_groups(model) -> tuple:
+    """(start, stop) channel ranges of the output that are softmax distributions: all channels, except for models
+    that say otherwise (HoVer-Net: NP and TP softmax, HV linear)."""
+    return tuple(getattr(model, "softmax_groups", ((0, model.num_classes),)))
+
+
+def training_batch(name: str, model, batch: int = 4, size: int = IMAGE_SIZE, seed: int = 0):
+    """(x, y, w) a model trains on with ``training_loss``: ``random_batch`` labels, except HoVer-Net's stacked
+    float target [B, H, W, 3 (+1)] = NP label, HV x, HV y (, type) (zoo.losses.hovernet)."""
+    x, y, w = random_batch(model.num_classes, batch, size, seed)
+    if name == "hovernet":
+        rng = np.random.default_rng(seed + 1)
+        nucleus = (y % 2).astype(np.float32)
+        hv = rng.uniform(-1, 1, (batch, size, size, 2)).astype(np.float32) * nucleus[..., None]
+        parts = [nucleus[..., None], hv]
+        if model.config.num_types:
+            parts.append((rng.integers(1, model.config.num_types + 1, y.shape) * nucleus)[..., None])
+        y = np.concatenate(parts, -1).astype(np.float32)
+    return x, y, w
+
+
+def training_loss(name: str, model):
+    """The loss ``fit_two_steps`` compiles: the project's default (weighted_ce), or the model's own composite."""
+    from zoo.losses import get_loss
+
+    if name == "hovernet":
+        return get_loss("hovernet", num_types=model.config.num_types)
+    return get_loss("weighted_ce")
+
+
+def fit_two_steps(model, x, y, w, loss=None):
     """Compile with the project's default loss and run exactly two optimizer steps of keras fit on (x, y, w).
 
     Eagerly: tracing the train step of the VGG16 networks costs ~20 s of CPU each (the serving export below still
@@ -55,7 +88,7 @@ def fit_two_steps(model, x, y, w):
 
     from zoo.losses import get_loss
 
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=get_loss("weighted_ce"), weighted_metrics=[],
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss or get_loss("weighted_ce"), weighted_metrics=[],
                   run_eagerly=True)
     return model.fit(x, y, sample_weight=w, batch_size=len(x) // 2, epochs=1, shuffle=False, verbose=0)
 
