@@ -57,7 +57,10 @@ class InferenceSpec:
                               f"{self.tile_size}")
         if self.stain is not None and not isinstance(self.stain, Mapping):
             raise ConfigError(f"spec.stain must be a fitted stain normalizer's JSON or null, got {self.stain!r}")
-        pp = PostprocessConfig.from_dict(self.postprocess).resolve(len(self.channels))
+        pp = PostprocessConfig.from_dict(self.postprocess)
+        if pp.method == "auto" and "hv:x" in self.channels:  # HoVer-Net's NP / HV maps: its own watershed
+            pp = PostprocessConfig("hovernet", pp.params)
+        pp = pp.resolve(len(self.channels))
         object.__setattr__(self, "postprocess", pp)
         for name in self.type_channel_names():
             if name not in self.class_names:
@@ -141,7 +144,17 @@ class InferenceSpec:
 
 
 def channel_names(num_channels: int, target: str = "", class_names: Sequence[str] = ()) -> tuple:
-    """The output channel names of a model trained on ``target`` (zoo.data.targets) with ``num_channels`` outputs."""
+    """The output channel names of a model trained on ``target`` (zoo.data.targets) with ``num_channels`` outputs.
+
+    ``hovernet`` (zoo.models.hovernet): ``background, nucleus`` (NP softmax), ``hv:x, hv:y`` (HV maps), then the TP
+    softmax ``tp:background`` and ``type:<name>`` per nucleus type (``tp:<i>`` when the type names are unknown)."""
+    if target == "hovernet" and num_channels >= 4:
+        names = ("background", "nucleus", "hv:x", "hv:y")
+        if num_channels == 4:
+            return names
+        if class_names and num_channels == len(class_names) + 5:
+            return names + ("tp:background",) + tuple(f"type:{c}" for c in class_names)
+        return names + ("tp:background",) + tuple(f"tp:{i}" for i in range(1, num_channels - 4))
     if num_channels == 2:
         return ("background", "nucleus")
     if target == "inner_contour" and class_names and num_channels == len(class_names) + 2:

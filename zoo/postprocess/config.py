@@ -10,8 +10,10 @@ travels inside the model's ``InferenceSpec``. The methods, one implementation ea
 | ``three_class`` | ``zoo.postprocess.instances.instances_from_three_class`` (Yuan & Suh 2018 sec. 2.2) | >= 3 | no: the client runs it |
 | ``inner_contour`` | ``zoo.postprocess.instances.instances_from_inner_contour`` (Qu et al. 2019 sec. 2.2) | >= 3 | no: the client runs it |
 | ``threshold`` | :func:`threshold_components` (components of P(nucleus) > threshold) | >= 2 | yes (8-connected): ``serving.export`` |
+| ``hovernet`` | ``zoo.postprocess.hovernet.hovernet_instances`` (Graham et al. 2019 sec. 3.4) on NP + HV maps | >= 4 | no: the client runs it |
 
-``auto`` resolves by the number of channels: 2 -> ``dynamics_watershed``, 3 or more -> ``three_class``.
+``auto`` resolves by the number of channels: 2 -> ``dynamics_watershed``, 3 or more -> ``three_class``
+(``zoo.inference.InferenceSpec`` first resolves it to ``hovernet`` when the channels include ``hv:x``).
 The nucleus posterior is channel 1 for a 2-channel model and 1 - P(background) otherwise.
 The keys each method accepts are exactly its function's keyword parameters, with their types taken from the
 defaults: a typo or a wrong type is a one-line ``ConfigError`` naming the key, raised when the config is built.
@@ -75,6 +77,13 @@ def _inner_contour(probs, **kw):
     return instances_from_inner_contour(p[..., 1:-1].sum(-1).clip(0, 1), p[..., -1], **kw)
 
 
+def _hovernet(probs, **kw):
+    """Channels: 0, 1 NP softmax, 2, 3 HV maps (x, y), then TP (Graham et al.; zoo.models.hovernet)."""
+    from zoo.postprocess.hovernet import hovernet_instances
+
+    return hovernet_instances(probs, **kw)
+
+
 def _threshold(probs, **kw):
     return threshold_components(nucleus_probability(probs), **kw)
 
@@ -91,10 +100,11 @@ class Method:
 
 
 def _options_fn(name: str) -> Callable:
-    from zoo.postprocess import instances, watershed
+    from zoo.postprocess import hovernet, instances, watershed
 
     return {"dynamics_watershed": watershed.dynamics_watershed, "three_class": instances.instances_from_three_class,
-            "inner_contour": instances.instances_from_inner_contour, "threshold": threshold_components}[name]
+            "inner_contour": instances.instances_from_inner_contour, "threshold": threshold_components,
+            "hovernet": hovernet.hovernet_instances}[name]
 
 
 METHODS: dict[str, Method] = {
@@ -103,6 +113,7 @@ METHODS: dict[str, Method] = {
     "inner_contour": Method(_inner_contour, lambda: _options_fn("inner_contour"), 3),
     "threshold": Method(_threshold, lambda: _options_fn("threshold"), 2,
                         in_graph=lambda params: params.get("connectivity", 8) == 8),
+    "hovernet": Method(_hovernet, lambda: _options_fn("hovernet"), 4),
 }
 
 
