@@ -381,6 +381,12 @@ def _train(config, train_records, eval_records, output_dir, ckpt_dir, resume, tr
             state = {"steps_done": 0, **json.load(fh)}
         model = keras.models.load_model(os.path.join(ckpt_dir, LAST))
         restore_seed_states(model, state.get("seed_states"))
+        done = state["epochs_done"] * config.steps_per_epoch + state["steps_done"]
+        if model.optimizer is not None and int(model.optimizer.iterations) != done:
+            # killed between writing last.keras and state.json (or steps_per_epoch changed): say so, go on
+            warnings.warn(f"{config.name}: {LAST} is at optimizer step {int(model.optimizer.iterations)} but "
+                          f"{STATE} says {done} (epoch {state['epochs_done']}, step {state['steps_done']}); "
+                          f"continuing from {STATE}'s position", stacklevel=2)
         if model.optimizer is not None:  # the schedule follows the config (more epochs: poly / cosine stretch)
             model.optimizer.learning_rate = make_schedule(config)
         if verbose:

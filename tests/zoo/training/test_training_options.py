@@ -480,3 +480,16 @@ def test_precise_bn_in_the_core_changes_statistics_not_weights(synth, in_tmp, mo
     saved = keras.models.load_model(in_tmp / "run" / "checkpoints" / "last.keras")  # written back
     for u, v in zip([v.numpy() for v in saved.non_trainable_weights if "moving" in v.path], after):
         np.testing.assert_allclose(u, v)
+
+
+def test_resume_warns_when_the_checkpoint_and_state_disagree(synth, in_tmp):
+    """A kill between writing last.keras and state.json leaves the checkpoint one epoch ahead: said, not hidden."""
+    from zoo.training import train
+
+    cfg = _config(synth, epochs=2, steps_per_epoch=1)
+    train(cfg, output_dir=str(in_tmp / "run"), verbose=0)
+    p = in_tmp / "run" / "checkpoints" / "state.json"
+    state = json.loads(p.read_text())
+    p.write_text(json.dumps({**state, "epochs_done": 1, "history": {k: v[:1] for k, v in state["history"].items()}}))
+    with pytest.warns(UserWarning, match=r"last.keras is at optimizer step 2 but state.json says 1"):
+        train(cfg, output_dir=str(in_tmp / "run"), resume=True, verbose=0)
