@@ -88,7 +88,7 @@ def run_core(config, stream, out_dir: str) -> dict:
     marks = {}
     orig_dataset, orig_epoch_end, orig_write_json = core.training_dataset, core.epoch_end_callback, core.write_json
 
-    def dataset(config, records=None):
+    def dataset(config, records=None, **kw):  # the core's resume arguments (first_epoch, skip, ...) do not matter here
         marks["fit_start"] = time.perf_counter()
         return stream
 
@@ -98,8 +98,8 @@ def run_core(config, stream, out_dir: str) -> dict:
         if marks.get("in_epoch_end"):
             rec["state_json"].append(time.perf_counter() - t)
 
-    def epoch_end(ckpt_dir, tracker, history, on_epoch=None):
-        cb = orig_epoch_end(ckpt_dir, tracker, history, on_epoch)
+    def epoch_end(ckpt_dir, tracker, history, on_epoch=None, **kw):
+        cb = orig_epoch_end(ckpt_dir, tracker, history, on_epoch, **kw)
         inner, log = cb.on_epoch_end, tracker.log_metrics
 
         def log_metrics(*a, **k):
