@@ -152,3 +152,31 @@ def test_input_layer_hovernet_target():
     for bad in ({"weight_map": "unet"}, {"types": "extra", "num_types": 2}):
         with pytest.raises(ConfigError):
             InputConfig(target="hovernet", **bad)
+
+
+def test_typed_instance_record_through_the_input_layer(tmp_path):
+    """A typed instance record (a type per instance) through ``dataset()`` with target hovernet, types merged:
+    y = [NP, HV x, HV y, type] of the (unaugmented) patch, exactly hovernet_target of the record's maps; the
+    loss of a model-shaped prediction on it is finite."""
+    from zoo.data import records
+    from zoo.data.input import InputConfig, dataset
+    from zoo.data.sample import Sample
+
+    inst = np.zeros((64, 64), np.uint16)
+    inst[4:20, 4:20], inst[30:50, 8:28], inst[10:30, 36:60] = 1, 2, 3
+    rng = np.random.default_rng(0)
+    sample = Sample(image=rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), image_id="typed-0", dataset="fixture",
+                    source_id="s0", split="train", instances=inst, instance_ids=np.array([1, 2, 3]),
+                    instance_classes=np.array([1, 2, 4]), class_names=("a", "b", "c", "d"))
+    records.write_shards([sample], str(tmp_path), "train")
+    cfg = InputConfig(patch_size=64, batch_size=1, target="hovernet", types="merged", num_types=4, flip=False,
+                      rot90=False, patches_per_image=1)
+    assert cfg.num_classes == 9
+    _, y, w = (t.numpy() for t in next(iter(dataset(records.list_shards(str(tmp_path), "train"), cfg))))
+    types = np.choose(inst.astype(int), [0, 1, 2, 4]).astype(np.int32)
+    want = targets.hovernet_target(tf.constant(inst.astype(np.int32)), tf.constant(types)).numpy()
+    assert y.shape == (1, 64, 64, 4) and w.shape == (1, 64, 64)
+    np.testing.assert_array_equal(y[0], want)
+    pred = np.concatenate([rng.dirichlet(np.ones(2), (1, 64, 64)), rng.uniform(-1, 1, (1, 64, 64, 2)),
+                           rng.dirichlet(np.ones(5), (1, 64, 64))], -1).astype(np.float32)
+    assert np.isfinite(float(get_loss("hovernet", num_types=4)(y, pred, w)))
