@@ -157,7 +157,8 @@ def _residual_block(x, inner: int, units: int, stride: int, name: str):
         y = x
         if i:
             y = keras.layers.ReLU(name=f"{name}_u{i}_preact_relu")(_bn(f"{name}_u{i}_preact_bn")(y))
-        y = keras.layers.ReLU(name=f"{name}_u{i}_relu1")(_bn(f"{name}_u{i}_bn1")(_conv(inner, 1, f"{name}_u{i}_conv1")(y)))
+        y = _conv(inner, 1, f"{name}_u{i}_conv1")(y)
+        y = keras.layers.ReLU(name=f"{name}_u{i}_relu1")(_bn(f"{name}_u{i}_bn1")(y))
         y = _conv(inner, 3, f"{name}_u{i}_conv2", strides=stride if i == 0 else 1, padding="same")(y)
         y = keras.layers.ReLU(name=f"{name}_u{i}_relu2")(_bn(f"{name}_u{i}_bn2")(y))
         y = _conv(out, 1, f"{name}_u{i}_conv3")(y)
@@ -182,7 +183,7 @@ def preact_resnet50(config: HoVerNetConfig) -> keras.Model:
     return keras.Model(inp, feats, name="preact_resnet50")
 
 
-def load_encoder_weights(encoder: keras.Model, source: str, config: HoVerNetConfig) -> None:
+def load_encoder_weights(encoder: keras.Model, source: str) -> None:
     """Copy weights into ``encoder`` from a local file (HoVerNetConfig.encoder_weights): a ``.weights.h5`` /
     ``.h5`` of this encoder or a ``.keras`` hovernet model; a missing or mismatched file raises DataError."""
     path = os.path.expanduser(source)
@@ -324,7 +325,7 @@ class HoVerNet(SegmentationModel):
         self.hv_branch = DecoderBranch(2, branch_cfg, name="hv")
         self.tp_branch = DecoderBranch(c.num_types + 1, branch_cfg, name="tp") if c.num_types else None
         if c.encoder_weights and self._load_pretrained:
-            load_encoder_weights(self.encoder, c.encoder_weights, c)
+            load_encoder_weights(self.encoder, c.encoder_weights)
 
     @property
     def min_divisor(self) -> int:
