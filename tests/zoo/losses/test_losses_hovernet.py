@@ -154,21 +154,17 @@ def test_input_layer_hovernet_target():
             InputConfig(target="hovernet", **bad)
 
 
-def test_typed_instance_record_through_the_input_layer(tmp_path):
+def test_typed_instance_record_through_the_input_layer(tmp_path, typed_record):
     """A typed instance record (a type per instance) through ``dataset()`` with target hovernet, types merged:
     y = [NP, HV x, HV y, type] of the (unaugmented) patch, exactly hovernet_target of the record's maps; the
     loss of a model-shaped prediction on it is finite."""
     from zoo.data import records
     from zoo.data.input import InputConfig, dataset
-    from zoo.data.sample import Sample
 
-    inst = np.zeros((64, 64), np.uint16)
-    inst[4:20, 4:20], inst[30:50, 8:28], inst[10:30, 36:60] = 1, 2, 3
+    sample = typed_record(tmp_path)
+    inst = sample.instances
     rng = np.random.default_rng(0)
-    sample = Sample(image=rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), image_id="typed-0", dataset="fixture",
-                    source_id="s0", split="train", instances=inst, instance_ids=np.array([1, 2, 3]),
-                    instance_classes=np.array([1, 2, 4]), class_names=("a", "b", "c", "d"))
-    records.write_shards([sample], str(tmp_path), "train")
+    rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)  # the fixture's image draw: the same stream as before
     cfg = InputConfig(patch_size=64, batch_size=1, target="hovernet", types="merged", num_types=4, flip=False,
                       rot90=False, patches_per_image=1)
     assert cfg.num_classes == 9

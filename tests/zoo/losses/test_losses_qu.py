@@ -246,21 +246,17 @@ def test_training_core_writes_the_typed_spec(built, tmp_path):
     assert spec.mpp == 0.5 and spec.postprocess.method == "inner_contour"
 
 
-def test_fully_typed_instance_records_give_plain_k_plus_2_labels(tmp_path):
+def test_fully_typed_instance_records_give_plain_k_plus_2_labels(tmp_path, typed_record):
     """A CoNSeP / PanNuke-style record (instance map + a type per instance) through the input layer with
     mixed_supervision: labels only 0..K+1 (each nucleus' inner part carries its type), so qu_mixed is exactly the
     plain K + 2 class cross-entropy on it."""
     from zoo.data import records
     from zoo.data.input import dataset
-    from zoo.data.sample import Sample
 
-    inst = np.zeros((64, 64), np.uint16)
-    inst[4:20, 4:20], inst[30:50, 8:28], inst[10:30, 36:60] = 1, 2, 3
+    sample = typed_record(tmp_path)
+    inst = sample.instances
     rng = np.random.default_rng(0)
-    sample = Sample(image=rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), image_id="typed-0", dataset="fixture",
-                    source_id="s0", split="train", instances=inst, instance_ids=np.array([1, 2, 3]),
-                    instance_classes=np.array([1, 2, 4]), class_names=("a", "b", "c", "d"))
-    records.write_shards([sample], str(tmp_path), "train")
+    rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)  # the fixture's image draw: the same stream as before
     cfg = _mixed_config(patch_size=64, batch_size=1, mpp=0.0, flip=False, rot90=False, patches_per_image=1)
     _, y, w = (t.numpy() for t in next(iter(dataset(records.list_shards(str(tmp_path), "train"), cfg))))
     assert set(np.unique(y)) == {0, 1, 2, 4, 5}  # background, the three types' inner parts, contour (K + 1 = 5)

@@ -29,13 +29,6 @@ def _config(tnbc_records, **kw):
     return ExperimentConfig(**base)
 
 
-@pytest.fixture
-def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
-
-
 def test_train_evaluate_track_and_reload(tnbc_records, in_tmp):
     from zoo.training import train
 

@@ -59,13 +59,6 @@ def _config(data_dir, **kw):
     return ExperimentConfig(**base)
 
 
-@pytest.fixture
-def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
-
-
 def _core():
     """The module zoo.training.train (the package's ``train`` attribute is the function)."""
     import importlib
