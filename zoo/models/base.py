@@ -175,6 +175,32 @@ def crop_to(x, h, w):
     return x[:, :h, :w, :]
 
 
+def load_encoder_weights(encoder: keras.Model, source: str, what: str, load) -> None:
+    """Copy weights into ``encoder`` from the local file ``source`` (a model config's ``encoder_weights``):
+    ``load(encoder, path, saved)`` does the model-specific copy, with ``saved`` the Keras model loaded from a ``.keras``
+    file (zoo models registered) or None for a weights file. A missing file, or any failure of the copy (h5py and Keras
+    say "wrong file" in many ways), is a one-line DataError naming the file and ``what`` it should have held."""
+    import os
+
+    from zoo.errors import DataError
+
+    path = os.path.expanduser(source)
+    if not os.path.isfile(path):
+        raise DataError(path, "encoder weights file not found")
+    try:
+        saved = None
+        if path.endswith(".keras"):
+            import zoo.models  # noqa: F401  (registers the zoo's models for the load)
+
+            saved = keras.saving.load_model(path, compile=False)
+        load(encoder, path, saved)
+    except DataError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(path, f"not weights of this {what}: {first}") from None
+
+
 # ------------------------------------------------------------------------------------------------------------ model
 class SegmentationModel(keras.Model):
     """Base of the registered models: normalise -> pad to ``min_divisor`` -> ``forward`` (logits) -> float32

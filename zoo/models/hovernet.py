@@ -40,13 +40,12 @@ Choices of this port, documented here:
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Optional
 
 import keras
 import tensorflow as tf
 
-from zoo.errors import DataError
+from zoo.models import base
 from zoo.models.base import NORMALIZATIONS, ModelConfig, SegmentationModel, normalize_input, scaled
 from zoo.models.registry import register
 
@@ -185,23 +184,17 @@ def preact_resnet50(config: HoVerNetConfig) -> keras.Model:
 
 def load_encoder_weights(encoder: keras.Model, source: str) -> None:
     """Copy weights into ``encoder`` from a local file (HoVerNetConfig.encoder_weights): a ``.weights.h5`` /
-    ``.h5`` of this encoder or a ``.keras`` hovernet model; a missing or mismatched file raises DataError."""
-    path = os.path.expanduser(source)
-    if not os.path.isfile(path):
-        raise DataError(path, "encoder weights file not found")
-    try:
-        if path.endswith(".keras"):
-            import zoo.models  # noqa: F401  (registers the hovernet model for the load)
-
-            loaded = keras.saving.load_model(path, compile=False)
-            if not isinstance(loaded, HoVerNet):
-                raise ValueError(f"a {type(loaded).__name__}, not a hovernet model")
-            encoder.set_weights(loaded.encoder.get_weights())
-        else:
+    ``.h5`` of this encoder or a ``.keras`` hovernet model; a missing or mismatched file raises DataError
+    (``zoo.models.base.load_encoder_weights``)."""
+    def load(encoder, path, saved):
+        if saved is None:
             encoder.load_weights(path)
-    except Exception as err:  # noqa: BLE001 — h5py / Keras say "wrong file" in many ways
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(path, f"not weights of this HoVer-Net encoder: {first}") from None
+        elif not isinstance(saved, HoVerNet):
+            raise ValueError(f"a {type(saved).__name__}, not a hovernet model")
+        else:
+            encoder.set_weights(saved.encoder.get_weights())
+
+    base.load_encoder_weights(encoder, source, "HoVer-Net encoder", load)
 
 
 # ------------------------------------------------------------------------------------------------------- decoder

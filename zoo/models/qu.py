@@ -28,12 +28,11 @@ untyped segmentation data). ``from_config`` never loads it (a saved model's own 
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Optional
 
 import keras
 
-from zoo.errors import DataError
+from zoo.models import base
 from zoo.models.base import NORMALIZATIONS, ModelConfig, SegmentationModel, scaled
 from zoo.models.registry import register
 from zoo.models.unet import ConvBlock, UpBlock
@@ -107,33 +106,24 @@ def pyramid_encoder(backbone) -> keras.Model:
 
 def load_encoder_weights(encoder: keras.Model, source: str) -> None:
     """Copy weights into ``encoder`` (a ``pyramid_encoder``) layer by layer, by name, from a local file
-    (QuConfig.encoder_weights); a missing or mismatched file raises DataError naming it."""
-    path = os.path.expanduser(source)
-    if not os.path.isfile(path):
-        raise DataError(path, "encoder weights file not found")
-    try:
-        if path.endswith(".keras"):
-            import zoo.models  # noqa: F401  (registers the qu model for the load)
-
-            loaded = keras.saving.load_model(path, compile=False)
-            if isinstance(loaded, QuNet):
-                loaded = loaded.encoder
-        else:
-            loaded = resnet_backbone(*_encoder_shape(encoder))
-            loaded.load_weights(path)
+    (QuConfig.encoder_weights: a ResNetBackbone ``.weights.h5``, or a ``.keras`` qu model or backbone); a missing or
+    mismatched file raises DataError naming it (``zoo.models.base.load_encoder_weights``)."""
+    def load(encoder, path, saved):
+        if saved is None:
+            saved = resnet_backbone(*_encoder_shape(encoder))
+            saved.load_weights(path)
+        elif isinstance(saved, QuNet):
+            saved = saved.encoder
         copied = 0
-        for layer in loaded.layers:
+        for layer in saved.layers:
             if layer.weights:
                 encoder.get_layer(layer.name).set_weights(layer.get_weights())
                 copied += 1
         if copied != sum(1 for layer in encoder.layers if layer.weights):
             raise ValueError(f"{copied} layers with weights in the file, "
                              f"{sum(1 for la in encoder.layers if la.weights)} in the encoder")
-    except DataError:
-        raise
-    except Exception as err:  # noqa: BLE001 — h5py / Keras say "wrong file" in many ways
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(path, f"not weights of this ResNet encoder: {first}") from None
+
+    base.load_encoder_weights(encoder, source, "ResNet encoder", load)
 
 
 def _encoder_shape(encoder: keras.Model) -> tuple:
