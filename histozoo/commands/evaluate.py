@@ -12,11 +12,12 @@ def _cmd_evaluate(args) -> int:
     loaded = load(args.model)
     spec = loaded.spec.override(spec_overrides(args))
     res = evaluate(loaded.model, args.data, split=args.split, fold=args.fold, spec=spec, progress=True)
-    print(format_table(res, args.keys.split(",") if args.keys else None))
-    if args.out:
+    if args.out:  # the result first: nothing computed is lost to a display problem
         from zoo.atomic import write_json
 
         write_json(args.out, res)
+    print(format_table(res, args.keys.split(",") if args.keys else None))
+    if args.out:
         print(f"wrote {args.out}")
     return 0
 

@@ -97,7 +97,8 @@ def format_table(result: dict, keys: Optional[Sequence[str]] = None) -> str:
     """Per-image rows and the mean as a plain-text table."""
     keys = list(keys or result["mean"].keys())
     head = ["image"] + keys
-    rows = [[r["image_id"]] + [f"{r[k]:.4f}" for k in keys] for r in result["per_image"]]
+    cell = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731 — split-level keys (aji_pooled) have no per-image value
+    rows = [[r["image_id"]] + [cell(r.get(k)) for k in keys] for r in result["per_image"]]
     rows.append(["mean"] + [f"{result['mean'][k]:.4f}" for k in keys])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     fmt = lambda r: "  ".join(str(x).ljust(w) if i == 0 else str(x).rjust(w) for i, (x, w) in enumerate(zip(r, widths)))
