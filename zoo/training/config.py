@@ -36,6 +36,20 @@ WEIGHT_DECAY_MODES = ("decoupled", "coupled")
 BEST_MODES = ("max", "min")
 
 
+def _section(cls, d: Optional[dict], name: str):
+    """A nested config section ``cls`` from its mapping ``d`` (None: the defaults); an unknown key or a non-mapping is
+    a one-line ConfigError naming ``name``."""
+    if d is None:
+        return cls()
+    if not isinstance(d, dict):
+        raise ConfigError(f"{name}: expected a mapping, got {type(d).__name__}")
+    known = [f.name for f in dataclasses.fields(cls)]
+    for k in d:
+        if k not in known:
+            raise ConfigError(f"{name}.{k}: unknown key (known: {', '.join(known)})")
+    return cls(**d)
+
+
 @dataclasses.dataclass(frozen=True)
 class LRScheduleConfig:
     """The learning-rate schedule of a run (the ``lr_schedule`` section), per optimizer step t over T = epochs x
@@ -80,15 +94,7 @@ class LRScheduleConfig:
 
     @classmethod
     def from_dict(cls, d: Optional[dict]) -> "LRScheduleConfig":
-        if d is None:
-            return cls()
-        if not isinstance(d, dict):
-            raise ConfigError(f"lr_schedule: expected a mapping, got {type(d).__name__}")
-        known = [f.name for f in dataclasses.fields(cls)]
-        for k in d:
-            if k not in known:
-                raise ConfigError(f"lr_schedule.{k}: unknown key (known: {', '.join(known)})")
-        return cls(**d)
+        return _section(cls, d, "lr_schedule")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -120,15 +126,7 @@ class TrackingConfig:
 
     @classmethod
     def from_dict(cls, d: Optional[dict]) -> "TrackingConfig":
-        if d is None:
-            return cls()
-        if not isinstance(d, dict):
-            raise ConfigError(f"tracking: expected a mapping, got {type(d).__name__}")
-        known = [f.name for f in dataclasses.fields(cls)]
-        for k in d:
-            if k not in known:
-                raise ConfigError(f"tracking.{k}: unknown key (known: {', '.join(known)})")
-        return cls(**d)
+        return _section(cls, d, "tracking")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
