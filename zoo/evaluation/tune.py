@@ -54,7 +54,8 @@ def tune_postprocess(model, spec, source, split: str, fold: Optional[int] = None
     ``{"best": spec with the winner, "metric", "split", "images", "table": [{"postprocess", metric, "pq", "aji",
     "det_f1", "instances"}, ...] best first}``. Higher ``metric`` wins (a Hausdorff distance cannot be the metric)."""
     from zoo.evaluation.evaluate import iter_eval_samples
-    from zoo.inference import as_forward, forward_image, predict, resample_factor, resize
+    from zoo.inference.core import predict, to_model_resolution
+    from zoo.inference.forward import as_forward, forward_image
     from zoo.metrics import segmentation_report
 
     if split == "test":
@@ -75,12 +76,7 @@ def tune_postprocess(model, spec, source, split: str, fold: Optional[int] = None
     scores = np.zeros((len(cands), len(samples), 5))
     keys = (metric, "aji", "pq", "det_f1")
     for j, s in enumerate(it):
-        f = resample_factor(spec, s.mpp)
-        x = s.image
-        if f != 1.0:
-            size = (max(1, int(round(x.shape[0] * f))), max(1, int(round(x.shape[1] * f))))
-            x = np.clip(np.round(resize(x, size, 1)), 0, 255).astype(np.uint8)
-        probs = forward_image(forward, spec, x)  # once per image; every candidate reuses it
+        probs = forward_image(forward, spec, to_model_resolution(spec, s.image, s.mpp))  # once; every candidate reuses it
         for i, c in enumerate(cands):
             pred = predict(None, spec.replace(postprocess=c), s.image, mpp=s.mpp, probabilities=probs)
             rep = segmentation_report(s.instances, pred.instances, hausdorff=False)

@@ -49,6 +49,16 @@ def resize(a: np.ndarray, shape: tuple, order: int) -> np.ndarray:
                   anti_aliasing=bool(order > 0 and down))
 
 
+def to_model_resolution(spec: InferenceSpec, image: np.ndarray, mpp: Optional[float]) -> np.ndarray:
+    """A uint8 image of ``mpp`` µm/px resampled (bilinear, anti-aliased when shrinking) to the spec's resolution; the
+    image itself when no resampling is needed (:func:`resample_factor`)."""
+    f = resample_factor(spec, mpp)
+    if f == 1.0:
+        return image
+    size = (max(1, int(round(image.shape[0] * f))), max(1, int(round(image.shape[1] * f))))
+    return np.clip(np.round(resize(image, size, 1)), 0, 255).astype(np.uint8)
+
+
 def predict(model, spec: InferenceSpec, image: np.ndarray, mpp: Optional[float] = None,
             probabilities: Optional[np.ndarray] = None) -> Prediction:
     """THE inference function: one uint8 RGB image (H, W, 3) -> probabilities, instance map, per-instance class.
@@ -64,10 +74,7 @@ def predict(model, spec: InferenceSpec, image: np.ndarray, mpp: Optional[float] 
         raise ConfigError(f"predict: expected a uint8 RGB image (H, W, 3), got shape {img.shape} dtype {img.dtype}")
     h, w = img.shape[:2]
     f = resample_factor(spec, mpp)
-    x = img
-    if f != 1.0:
-        size = (max(1, int(round(h * f))), max(1, int(round(w * f))))
-        x = np.clip(np.round(resize(img, size, 1)), 0, 255).astype(np.uint8)
+    x = to_model_resolution(spec, img, mpp)
     if probabilities is None:
         probabilities = forward_image(as_forward(model, spec), spec, x)
     probs = np.asarray(probabilities, np.float32)
