@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo.errors import ConfigError
-from zoo.losses.pixel import EPSILON, pixel_weights
+from zoo.losses.pixel import EPSILON, pixel_weights, replica_share
 from zoo.losses.registry import register_loss
 
 SOBEL_SIZE = 5
@@ -147,7 +147,7 @@ class HoVerNetLoss(keras.losses.Loss):
     def __call__(self, y_true, y_pred, sample_weight=None):
         with keras.name_scope(self.name):
             terms = self.terms(y_true, y_pred, sample_weight)
-            return tf.add_n([getattr(self, k) * v for k, v in terms.items()])
+            return replica_share(tf.add_n([getattr(self, k) * v for k, v in terms.items()]))
 
     def call(self, y_true, y_pred):  # Keras' abstract hook; unused because __call__ is overridden
         raise NotImplementedError("HoVerNetLoss is used through __call__(y_true, y_pred, sample_weight)")

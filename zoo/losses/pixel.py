@@ -35,7 +35,7 @@ class PixelLoss(keras.losses.Loss):
             if labels.shape.rank == 4:
                 labels = tf.squeeze(labels, axis=-1)
             weights = pixel_weights(sample_weight, labels)
-            return self.compute(labels, probs, weights)
+            return replica_share(self.compute(labels, probs, weights))
 
     def compute(self, labels, probs, weights):
         """labels int32 [B, H, W], probs float32 [B, H, W, C], weights float32 [B, H, W] -> scalar loss."""
@@ -46,6 +46,15 @@ class PixelLoss(keras.losses.Loss):
 
     def get_config(self):
         return {"name": self.name}
+
+
+def replica_share(loss):
+    """``loss`` / the number of replicas under a tf.distribute strategy (Keras' own ``Loss.__call__`` rule, which an
+    overridden ``__call__`` skips): the replicas' gradients are summed, so each replica's batch share carries 1 / n
+    of the step. Exact against one device for losses that are means over equal shares (pixel-normalised, or
+    weight-normalised with equal weight sums); otherwise the step follows the mean of the shares' losses."""
+    n = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss if n == 1 else loss * (1.0 / n)
 
 
 def pixel_weights(sample_weight, labels):

@@ -34,6 +34,8 @@ OPTIMIZERS = ("adam", "sgd", "adamw")
 SCHEDULES = ("constant", "step", "poly", "cosine")
 WEIGHT_DECAY_MODES = ("decoupled", "coupled")
 BEST_MODES = ("max", "min")
+STRATEGIES = ("none", "mirrored", "multi_worker")
+COMMUNICATIONS = ("auto", "ring", "nccl")
 
 
 def _section(cls, d: Optional[dict], name: str):
@@ -133,6 +135,53 @@ class TrackingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DistributeConfig:
+    """Multi-device training through tf.distribute (the ``distribute`` section; zoo.training.distribute, docs/scale.md).
+
+    strategy: none (default: the default strategy, one device) | mirrored (``tf.distribute.MirroredStrategy``: one
+    machine, one replica per device, gradients all-reduced each step) | multi_worker
+    (``tf.distribute.MultiWorkerMirroredStrategy``: the cluster and this worker's task from the ``TF_CONFIG``
+    environment variable; every worker runs the same command).
+    devices: mirrored only: the devices to mirror over, e.g. ["/gpu:0", "/gpu:1"] ([] = every GPU, or the CPU).
+    communication: multi_worker only: the collective implementation, auto | ring | nccl.
+    ``input.batch_size`` stays the global batch: each step's batch is split evenly across the replicas (so it must be
+    divisible by their number), and the weights follow the same trajectory as one device with that batch.
+    """
+
+    strategy: str = "none"
+    devices: tuple = ()
+    communication: str = "auto"
+
+    def __post_init__(self):
+        if not isinstance(self.strategy, str) or self.strategy not in STRATEGIES:
+            raise ConfigError(f"distribute.strategy: must be one of {STRATEGIES}, got {self.strategy!r}")
+        devices = self.devices
+        if isinstance(devices, str) or not isinstance(devices, (list, tuple)) or not all(
+                isinstance(d, str) and d for d in devices):
+            raise ConfigError(f"distribute.devices: expected a list of device names such as '/gpu:0', got "
+                              f"{devices!r}")
+        if len(set(devices)) != len(devices):
+            raise ConfigError(f"distribute.devices: a device is listed twice: {list(devices)!r}")
+        if devices and self.strategy != "mirrored":
+            raise ConfigError(f"distribute.devices: only for strategy mirrored (got strategy {self.strategy!r}; "
+                              f"multi_worker takes its cluster from TF_CONFIG)")
+        object.__setattr__(self, "devices", tuple(devices))
+        if not isinstance(self.communication, str) or self.communication not in COMMUNICATIONS:
+            raise ConfigError(f"distribute.communication: must be one of {COMMUNICATIONS}, got "
+                              f"{self.communication!r}")
+        if self.communication != "auto" and self.strategy != "multi_worker":
+            raise ConfigError(f"distribute.communication: only for strategy multi_worker, got strategy "
+                              f"{self.strategy!r}")
+
+    @classmethod
+    def from_dict(cls, d: Optional[dict]) -> "DistributeConfig":
+        return _section(cls, d, "distribute")
+
+    def to_dict(self) -> dict:
+        return {"strategy": self.strategy, "devices": list(self.devices), "communication": self.communication}
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """One training run, validated when it is built: every field's type and range, and every nested section against
     the class that consumes it, so a typo fails before any data is read or any MLflow run starts. Errors are one
@@ -173,10 +222,13 @@ class ExperimentConfig:
     precise_bn_batches: after training, recompute every batch-norm layer's moving statistics as the average over
     this many training batches (0 = off); trainable weights are untouched.
     tracking: MLflow settings (TrackingConfig): enabled, experiment, register_as ("" = do not register), log_model.
+    distribute: multi-device training (DistributeConfig): {strategy: none | mirrored | multi_worker, devices,
+    communication}; ``input.batch_size`` is the global batch, split evenly across the replicas, so the weights match
+    one device's with the same batch (tested to atol 1e-5 on two logical CPUs); multi_worker reads TF_CONFIG.
 
     The sections are stored as the plain mappings they were given (so ``to_dict`` / YAML round-trip exactly);
-    ``input_config()``, ``tracking_config()`` and ``lr_schedule_config()`` return them typed, with the defaults
-    filled in.
+    ``input_config()``, ``tracking_config()``, ``lr_schedule_config()`` and ``distribute_config()`` return them
+    typed, with the defaults filled in.
     """
 
     name: str = "experiment"
@@ -208,6 +260,7 @@ class ExperimentConfig:
     precise_bn_batches: int = 0
     tracking: dict = dataclasses.field(default_factory=lambda: {"enabled": True, "experiment": "histozoo",
                                                                  "register_as": "", "log_model": True})
+    distribute: dict = dataclasses.field(default_factory=lambda: {"strategy": "none"})
 
     def __post_init__(self):
         self._check_types()
@@ -288,6 +341,7 @@ class ExperimentConfig:
         self._check_loss()
         self.tracking_config()
         self.lr_schedule_config()
+        self.distribute_config()
         pp = self._check_postprocess()
         num_classes = getattr(model_cfg, "num_classes", None)
         if isinstance(num_classes, int) and num_classes < inp.num_classes:
@@ -321,6 +375,10 @@ class ExperimentConfig:
     def lr_schedule_config(self) -> LRScheduleConfig:
         """The ``lr_schedule`` section as an LRScheduleConfig (defaults filled in)."""
         return LRScheduleConfig.from_dict(self.lr_schedule)
+
+    def distribute_config(self) -> DistributeConfig:
+        """The ``distribute`` section as a DistributeConfig (defaults filled in)."""
+        return DistributeConfig.from_dict(self.distribute)
 
     def _check_model(self):
         from zoo import models

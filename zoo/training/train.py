@@ -18,6 +18,7 @@ added only when ``checkpoint_every_s`` is set.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -347,23 +348,32 @@ def train(config: ExperimentConfig, *, train_records: Optional[Sequence[str]] = 
     ``config.data_dir`` with ``train_split`` / ``val_split`` or ``fold``. With ``best_metric`` the model evaluated,
     logged and returned is the best checkpoint's; with ``precise_bn_batches`` its batch-norm statistics are
     recomputed first (and written back to its checkpoint). ``mixed_precision`` sets Keras' global dtype policy for
-    the run and restores the previous one afterwards.
+    the run and restores the previous one afterwards. ``distribute`` (zoo.training.distribute): the run happens under
+    that tf.distribute strategy's scope.
     """
-    import keras
+    from zoo.training import distribute
 
     # the config was validated when it was built; the data source is checked here, before any output, model or
     # MLflow run exists (a bad data_dir leaves nothing behind)
     if not train_records:
         check_data_dir(config)
+    strategy = distribute.strategy(config)  # before anything else touches TF (multi_worker must come first)
+    distribute.check_batch(config, strategy)
     output_dir = output_dir or os.path.join("runs", config.name)
+    if not distribute.is_chief(config):  # a multi_worker run's other workers: own checkpoints, no MLflow run
+        output_dir, tracking = os.path.join(output_dir, "workers", str(distribute.worker_task()[1])), False
+    import keras
+
     ckpt_dir = os.path.join(output_dir, CKPT_DIR)
     os.makedirs(ckpt_dir, exist_ok=True)
     config.save(os.path.join(output_dir, "config.yaml"))
     policy = _precision_policy(config)
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(policy)
-    try:
-        return _train(config, train_records, eval_records, output_dir, ckpt_dir, resume, tracking, verbose, policy)
+    try:  # model, optimizer and loss are built (or loaded) under the strategy; fit splits each global batch
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            return _train(config, train_records, eval_records, output_dir, ckpt_dir, resume, tracking, verbose,
+                          policy)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
