@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 
 PIPELINE_NAME = "histozoo"
 HOME_ENV = "HISTOZOO_PIPELINE_HOME"
@@ -33,9 +34,43 @@ MIN_IMPROVEMENT = 0.0
 #: fraction of patients (source ids) in eval when a dataset has neither folds nor its own splits
 EVAL_FRACTION = 0.2
 
-#: the container image Kubeflow / Vertex runs every component in (histozoo + the tfx extra installed)
+#: the container image Kubeflow / Vertex runs every component in: docker/tfx/Dockerfile (histozoo + the tfx extra,
+#: installed from constraints/tfx.txt like scripts/tfx_env.sh)
 PIPELINE_IMAGE = os.environ.get("HISTOZOO_PIPELINE_IMAGE", "histozoo-tfx:latest")
 COMPILE_TARGETS = ("kubeflow", "vertex")
+#: what compile writes as the pipeline root when none is given: a placeholder, refused unless allow_local
+ROOT_PLACEHOLDER = "gs://YOUR_BUCKET/histozoo"
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def check_cluster_paths(data_root: str, pipeline_root: str | None, mlflow_tracking_uri: str = "",
+                        allow_local: bool = False) -> None:
+    """Refuse, in one line, a compiled Kubeflow / Vertex pipeline that could not run on the cluster: a data root or
+    pipeline root that is a local path (relative or absolute, or ``file://``; the pods cannot see this machine's
+    disk), the ``gs://YOUR_BUCKET`` placeholder (no pipeline root given), and a local MLflow store (a path,
+    ``sqlite:`` or ``file:``; use a tracking server, ``http(s)://...``, or leave it empty so the pods' own
+    ``MLFLOW_TRACKING_URI`` applies). ``allow_local`` (``--allow-local``) lets them through (a spec compiled only
+    to inspect its DAG, or a cluster that mounts the same paths)."""
+    if allow_local:
+        return
+    from zoo.errors import ConfigError
+
+    hint = "; or pass --allow-local to compile it anyway"
+    for flag, value in (("--data-root", data_root), ("--pipeline-root", pipeline_root)):
+        if flag == "--pipeline-root" and not value:
+            raise ConfigError(f"--pipeline-root: not given, so the spec would write its artifacts to the placeholder "
+                              f"{ROOT_PLACEHOLDER}/...: give an object-store root (gs://BUCKET/histozoo, s3://...)"
+                              f"{hint}")
+        if "YOUR_BUCKET" in value:
+            raise ConfigError(f"{flag}: {value!r} is the YOUR_BUCKET placeholder: name your bucket{hint}")
+        if not _SCHEME.match(value) or value.lower().startswith("file://"):
+            raise ConfigError(f"{flag}: {value!r} is a path on this machine, which the cluster's pods cannot read: "
+                              f"give an object-store URI (gs://..., s3://...){hint}")
+    uri = mlflow_tracking_uri or ""
+    local = uri.lower().startswith(("sqlite:", "file:")) or not (_SCHEME.match(uri) or uri.startswith("databricks"))
+    if uri and local:
+        raise ConfigError(f"--mlflow-tracking-uri: {uri!r} is a store on this machine, which the cluster's pods "
+                          f"cannot reach: give a tracking server (http(s)://HOST:PORT){hint}")
 
 
 def direct_beam_args(workers: int = 0, mode: str = "multi_processing") -> list[str]:

@@ -19,18 +19,22 @@ from zoo import atomic
 
 def compile_pipeline(experiment, dataset: str, data_root: str, out: str, target: str = "kubeflow",
                      pipeline_root: Optional[str] = None, image: str = configs.PIPELINE_IMAGE,
-                     name: Optional[str] = None, **kwargs) -> dict:
-    """Write the V2 pipeline spec of ``create_pipeline`` to ``out`` (atomically); returns the parsed JSON."""
-    from tfx import v1 as tfx
-
+                     name: Optional[str] = None, allow_local: bool = False, **kwargs) -> dict:
+    """Write the V2 pipeline spec of ``create_pipeline`` to ``out`` (atomically); returns the parsed JSON.
+    A local data root or pipeline root, a missing pipeline root (the gs://YOUR_BUCKET placeholder) or a local MLflow
+    store is a one-line ConfigError unless ``allow_local`` (configs.check_cluster_paths)."""
     from zoo.errors import ConfigError
-    from pipelines.pipeline import create_pipeline, load_experiment
 
     if target not in configs.COMPILE_TARGETS:
         raise ConfigError(f"--target must be one of {', '.join(configs.COMPILE_TARGETS)}, got {target!r}")
+    configs.check_cluster_paths(data_root, pipeline_root, kwargs.get("mlflow_tracking_uri", ""), allow_local)
+    from tfx import v1 as tfx
+
+    from pipelines.pipeline import create_pipeline, load_experiment
+
     cfg = load_experiment(experiment)
     name = name or configs.pipeline_name(cfg.name)
-    root = pipeline_root or os.path.join("gs://YOUR_BUCKET/histozoo", name)
+    root = pipeline_root or os.path.join(configs.ROOT_PLACEHOLDER, name)
     kwargs.setdefault("serving_dir", os.path.join(root, "serving_model"))
     pipeline = create_pipeline(cfg, data_root, dataset, root, None, kwargs.pop("beam_args", None),
                                pipeline_name=name, module_file=None, run_fn=configs.RUN_FN, baseline="latest",

@@ -46,12 +46,15 @@ def _cmd_run(args) -> int:
 def _cmd_compile(args) -> int:
     from pipelines import configs, require_tfx
 
+    # before tfx: a spec that could not run on the cluster is refused here too
+    configs.check_cluster_paths(args.data_root, args.pipeline_root, args.mlflow_tracking_uri or "", args.allow_local)
     require_tfx()
     from pipelines.kubeflow_runner import compile_pipeline, dag_tasks
 
     spec = compile_pipeline(args.config, args.dataset, args.data_root, args.out, target=args.target,
                             pipeline_root=args.pipeline_root, image=args.image or configs.PIPELINE_IMAGE,
-                            name=args.name, beam_args=list(args.beam_arg or []) or None, **_pipeline_kwargs(args))
+                            name=args.name, beam_args=list(args.beam_arg or []) or None,
+                            allow_local=args.allow_local, **_pipeline_kwargs(args))
     print(f"wrote {args.target} pipeline spec {configs.host_path(os.path.abspath(args.out))} "
           f"({len(dag_tasks(spec))} tasks)")
     return 0
@@ -63,7 +66,8 @@ def _common(q) -> None:
                    "(that order: --registered-model, then register_as, then NAME)")
     q.add_argument("--config", required=True, help="experiment config (YAML/JSON) of the model to train")
     q.add_argument("--dataset", required=True, help="dataset reader name (see `histozoo data list`)")
-    q.add_argument("--data-root", required=True, help="the raw dataset folder (or a gs:// path when compiling)")
+    q.add_argument("--data-root", required=True, help="the raw dataset folder (an object-store URI, gs://... or "
+                   "s3://..., when compiling)")
     q.add_argument("--option", action="append", metavar="KEY=VALUE", help="reader option (repeatable)")
     q.add_argument("--threshold", action="append", metavar="METRIC=MIN",
                    help="blessing threshold, e.g. aji=0.5 (repeatable; default pixel_dice=0 aji=0)")
@@ -100,7 +104,10 @@ def add(sub) -> None:
     _common(c)
     c.add_argument("--target", choices=["kubeflow", "vertex"], default="kubeflow")
     c.add_argument("--out", required=True, help="output JSON file")
-    c.add_argument("--pipeline-root", default=None, help="artifact root on the cluster (gs://...)")
-    c.add_argument("--image", default=None, help="container image with histozoo[tfx] "
-                   "(default $HISTOZOO_PIPELINE_IMAGE or histozoo-tfx:latest)")
+    c.add_argument("--pipeline-root", default=None, help="artifact root on the cluster (gs://..., s3://...)")
+    c.add_argument("--image", default=None, help="container image with histozoo[tfx], built from "
+                   "docker/tfx/Dockerfile (default $HISTOZOO_PIPELINE_IMAGE or histozoo-tfx:latest)")
+    c.add_argument("--allow-local", action="store_true", help="accept a local --data-root / --pipeline-root, no "
+                   "--pipeline-root (gs://YOUR_BUCKET placeholder) and a local MLflow store (default: refused, "
+                   "since the cluster's pods cannot read this machine's disk)")
     c.set_defaults(func=_cmd_compile)
