@@ -1,0 +1,262 @@
+"""``predict_slide``: a whole slide through THE inference function, tile by tile, streamed to disk and resumable.
+
+1. Open the slide (``zoo.slides.readers``), pick the level by the model's resolution (``Slide.choose_level``); the
+   tile and overlap are given in the model's pixels and converted to the level's.
+2. Tissue mask on a thumbnail (``zoo.slides.tissue``): tiles whose core holds no tissue are never run.
+3. Tiles (``zoo.slides.tiled.tile_grid``) are read by a background thread two batches ahead (I/O overlaps the model),
+   resampled to the model (``zoo.inference.core.to_model_resolution``), run through the model ``batch`` at a time
+   (``zoo.inference.as_forward``), each post-processed by ``zoo.inference.predict(..., probabilities=...)`` (the one
+   post-processing and class assignment), then stitched by the seam rule (``zoo.slides.tiled.resolve_tile``).
+4. Each tile's accepted nuclei (label crop, measurements, QuPath features in slide coordinates) are written
+   atomically to ``<out>/tiles/<index>.npz``; only a few rows of tiles are ever held in memory.
+5. ``zoo.slides.outputs.assemble`` streams the tile files into the slide's GeoJSON, CSV / Parquet, overlay, summary.
+
+Resume: ``<out>/run.json`` records what determines the result (slide, level, grid, spec); a rerun with the same
+settings skips every batch whose tiles are all written and recomputes the others whole (batches are fixed runs of
+``batch`` tissue tiles, so every tile sees the same batch as in an uninterrupted run), so the final files are
+identical to an uninterrupted run's. A folder holding a run with other settings is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Optional
+
+import numpy as np
+
+from zoo import atomic
+from zoo.errors import ConfigError, DataError
+
+RUN_FILE = "run.json"
+TILES_DIR = "tiles"
+DEFAULT_TILE = 512          # model pixels, when the spec has no tile size
+NUCLEUS_RADIUS_UM = 8.0     # the default margin: nuclei up to 16 µm across are never cut (seam rule)
+PREFETCH_BATCHES = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What a run computes: level, its µm/px, the resampling factor to the model, and the grid (level pixels)."""
+
+    level: int
+    level_shape: tuple
+    level_mpp: float
+    downsample: float
+    factor: float
+    tile_model: int
+    overlap_model: int
+    tile: int
+    overlap: int
+
+
+def plan_run(slide, spec, tile_size: Optional[int] = None, overlap: Optional[int] = None) -> Plan:
+    """The level and grid for ``spec`` on ``slide`` (module docstring, step 1). ``tile_size`` / ``overlap`` are in
+    the model's pixels (defaults: the spec's tile size or 512; the larger of the spec's overlap and twice
+    ``NUCLEUS_RADIUS_UM``)."""
+    from zoo.inference import resample_factor
+
+    t = int(tile_size or spec.tile_size or DEFAULT_TILE)
+    if overlap is None:
+        auto = 2 * int(np.ceil(NUCLEUS_RADIUS_UM / spec.mpp)) if spec.mpp else 64
+        overlap = max(int(spec.tile_overlap), auto)
+    o = int(overlap)
+    if not 0 <= o <= t // 2:
+        raise ConfigError(f"slide overlap must lie in [0, tile_size / 2] (model pixels), got overlap={o}, "
+                          f"tile_size={t}")
+    level = slide.choose_level(spec.mpp)
+    lmpp = slide.level_mpp(level)
+    f = resample_factor(spec, lmpp)
+    tile = t if f == 1.0 else int(np.floor(t / f))
+    ov = o if f == 1.0 else int(round(o / f))
+    ov -= ov % 2
+    return Plan(level, tuple(slide.levels[level].shape), lmpp, slide.levels[level].downsample, f, t, o, tile, ov)
+
+
+def predict_slide(slide_path, model, spec, out_dir, *, mpp=None, tile_size=None, overlap=None, batch=4,
+                  progress=True) -> dict:
+    """Predict every nucleus of a slide with ``model`` + ``spec`` (what ``zoo.training.tracking.load`` returns) and
+    write ``out_dir``/{nuclei.geojson, nuclei.csv, nuclei.parquet (with pyarrow), overlay.png, summary.json}; returns
+    the summary. ``mpp`` overrides the slide's metadata; ``tile_size`` / ``overlap`` are model pixels; ``batch``
+    tiles per model call. Resumable (module docstring)."""
+    from zoo.slides.outputs import assemble
+    from zoo.slides.readers import open_slide
+    from zoo.slides.tiled import tile_grid
+    from zoo.slides.tissue import detect_tissue
+
+    if not isinstance(batch, int) or batch < 1:
+        raise ConfigError(f"batch must be a positive integer, got {batch!r}")
+    out = atomic.check_output_dir(out_dir)
+    t_start = time.perf_counter()
+    with open_slide(slide_path, mpp) as slide:
+        plan = plan_run(slide, spec, tile_size, overlap)
+        tissue = detect_tissue(slide)
+        tiles = tile_grid(plan.level_shape, plan.tile, plan.overlap)
+        d = plan.downsample
+        run_tiles = [t for t in tiles if tissue.any_in(t.cy0 * d, t.cx0 * d, t.cy1 * d, t.cx1 * d)]
+        manifest = {"slide": os.path.abspath(slide.path), "slide_shape": list(slide.shape),
+                    "slide_bytes": os.path.getsize(slide.path), "mpp": slide.mpp, **_plan_dict(plan),
+                    "batch": batch, "tiles": len(tiles), "tissue_tiles": [t.index for t in run_tiles],
+                    "spec": spec.to_dict()}
+        os.makedirs(os.path.join(out, TILES_DIR), exist_ok=True)
+        run_path = os.path.join(out, RUN_FILE)
+        if os.path.exists(run_path):
+            old = atomic.read_json(run_path, "slide run manifest")
+            if old != _jsonable(manifest):
+                diff = sorted(k for k in set(old) | set(manifest) if old.get(k) != _jsonable(manifest).get(k))
+                raise ConfigError(f"{out}: holds a slide run with other settings ({', '.join(diff)}); "
+                                  "use a new --out folder")
+        else:
+            atomic.write_json(run_path, manifest)
+        reused = _run_tiles(slide, plan, tiles, run_tiles, model, spec, out, batch, progress)
+        summary = assemble(out, slide, plan, tiles, run_tiles, tissue, spec,
+                           run={"seconds": round(time.perf_counter() - t_start, 3), "tiles_reused": reused})
+    return summary
+
+
+def _plan_dict(plan: Plan) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(plan).items()}
+
+
+def _jsonable(obj):
+    import json
+
+    return json.loads(json.dumps(obj, default=float))
+
+
+def tile_path(out: str, index: int) -> str:
+    return os.path.join(out, TILES_DIR, f"{index:07d}.npz")
+
+
+def _run_tiles(slide, plan, tiles, run_tiles, model, spec, out, batch, progress) -> int:
+    """Steps 3-4 of the module docstring; returns how many tiles were already on disk."""
+    from tqdm import tqdm
+
+    from zoo.inference import as_forward
+
+    forward = as_forward(model, spec)
+    batches = [run_tiles[i:i + batch] for i in range(0, len(run_tiles), batch)]
+    done = {t.index for t in run_tiles if os.path.exists(tile_path(out, t.index))}
+    todo = [b for b in batches if not all(t.index in done for t in b)]
+    grid = {(t.row, t.col): t for t in tiles}
+    grid["ncols"] = 1 + max(t.col for t in tiles)
+    cache: dict = {}
+
+    def read(b):
+        return [slide.read_region(plan.level, t.y, t.x, t.h, t.w) for t in b]
+
+    bar = tqdm(total=len(run_tiles), initial=len(done), unit="tile", disable=not progress,
+               desc=os.path.basename(slide.path)[:30], dynamic_ncols=True)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="slide-read") as pool:
+        pending = [pool.submit(read, b) for b in todo[:PREFETCH_BATCHES]]
+        for k, b in enumerate(todo):
+            images = pending.pop(0).result()
+            if k + PREFETCH_BATCHES < len(todo):
+                pending.append(pool.submit(read, todo[k + PREFETCH_BATCHES]))
+            preds = _predict_batch(forward, spec, images, plan)
+            for t, img, pred in zip(b, images, preds):
+                if t.index in done:  # written before an interruption: recomputed for the batch, kept as written
+                    continue
+                _finish_tile(t, img, pred, plan, spec, out, grid, cache)
+                bar.update(1)
+    bar.close()
+    return len(done)
+
+
+def _predict_batch(forward, spec, images, plan):
+    """The model on a batch of tiles, then ``zoo.inference.predict`` on each with those probabilities."""
+    from zoo.inference import forward_image, predict
+    from zoo.inference.core import to_model_resolution
+
+    mpp = plan.level_mpp or None
+    xs = [to_model_resolution(spec, img, mpp) for img in images]
+    if len({x.shape for x in xs}) == 1 and not (spec.tile_size and max(xs[0].shape[:2]) > spec.tile_size):
+        probs = list(forward(np.stack(xs)))
+    else:
+        probs = [forward_image(forward, spec, x) for x in xs]
+    return [predict(forward, spec, img, mpp=mpp, probabilities=p) for img, p in zip(images, probs)]
+
+
+def _accepted(tile, grid, cache, out) -> np.ndarray:
+    """bool (h, w): pixels of this tile's region held by nuclei accepted from earlier, overlapping tiles."""
+    held = np.zeros((tile.h, tile.w), bool)
+    for r in range(tile.row - 3, tile.row + 1):
+        for c in range(tile.col - 3, tile.col + 4):
+            u = grid.get((r, c))
+            if u is None or u.index >= tile.index or not u.intersects(tile):
+                continue
+            if u.index not in cache:
+                p = tile_path(out, u.index)
+                if not os.path.exists(p):  # a background tile: nothing accepted
+                    cache[u.index] = None
+                    continue
+                with np.load(p) as z:
+                    cache[u.index] = (tuple(z["origin"]), z["labels"] > 0)
+            if cache[u.index] is None:
+                continue
+            (oy, ox), m = cache[u.index]
+            ya, yb = max(oy, tile.y), min(oy + m.shape[0], tile.y + tile.h)
+            xa, xb = max(ox, tile.x), min(ox + m.shape[1], tile.x + tile.w)
+            if yb > ya and xb > xa:
+                held[ya - tile.y:yb - tile.y, xa - tile.x:xb - tile.x] |= m[ya - oy:yb - oy, xa - ox:xb - ox]
+    ncols = grid["ncols"]
+    for k in [k for k in cache if k // ncols < tile.row - 3]:
+        del cache[k]
+    return held
+
+
+def _finish_tile(tile, image, pred, plan, spec, out, grid, cache) -> None:
+    """Seam rule, measurements and QuPath features of one tile, written atomically to its tile file."""
+    import json
+
+    from zoo.inference.outputs import geojson_features, nucleus_table
+    from zoo.slides.tiled import resolve_tile
+
+    held = _accepted(tile, grid, cache, out)
+    kept, classes, stats = resolve_tile(pred.instances, pred.classes, tile, held, plan.level_shape)
+    kp = dataclasses.replace(pred, instances=kept, classes=classes)
+    table = slide_table(nucleus_table(kp, image), tile, plan, pred.mpp)
+    feats = geojson_features(kp, table)
+    d = plan.downsample
+    for f in feats:
+        f["geometry"]["coordinates"] = _shift(f["geometry"]["coordinates"], tile.x, tile.y, d)
+    nz = np.nonzero(kept)
+    if len(nz[0]):
+        y0, y1, x0, x1 = nz[0].min(), nz[0].max() + 1, nz[1].min(), nz[1].max() + 1
+    else:
+        y0 = y1 = x0 = x1 = 0
+    arrays = {f"col_{k}": np.asarray(v) for k, v in table.items() if k != "class_name"}
+    arrays["col_class_name"] = np.asarray(table["class_name"], dtype=str)
+    cache[tile.index] = ((tile.y + y0, tile.x + x0), kept[y0:y1, x0:x1] > 0)
+    with atomic.atomic_path(tile_path(out, tile.index)) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, origin=np.array([tile.y + y0, tile.x + x0]), labels=kept[y0:y1, x0:x1],
+                                features=np.array(json.dumps(feats, separators=(",", ":"))),
+                                stats=np.array(json.dumps(stats)), **arrays)
+
+
+def _shift(coords, ox: float, oy: float, d: float):
+    """GeoJSON coordinates (QuPath pixel-corner convention) of a tile -> level-0 slide coordinates."""
+    if coords and isinstance(coords[0], (int, float)):
+        return [(coords[0] + ox) * d, (coords[1] + oy) * d]
+    return [_shift(c, ox, oy, d) for c in coords]
+
+
+def slide_table(table: dict, tile, plan: Plan, mpp: float) -> dict:
+    """``zoo.inference.outputs.nucleus_table`` of a tile -> slide coordinates: centroids and bboxes in level-0
+    pixels (pixel centres at integers; level pixel c covers level-0 [c * d, (c + 1) * d)), centroids in µm too,
+    ``area_px`` in level-0 pixels; ``area_um2`` and the optical densities as measured."""
+    d = plan.downsample
+    t = dict(table)
+    n = len(t["id"])
+    t["centroid_x"] = (np.asarray(t["centroid_x"], np.float64) + tile.x + 0.5) * d - 0.5
+    t["centroid_y"] = (np.asarray(t["centroid_y"], np.float64) + tile.y + 0.5) * d - 0.5
+    for k, o in (("bbox_x0", tile.x), ("bbox_x1", tile.x), ("bbox_y0", tile.y), ("bbox_y1", tile.y)):
+        t[k] = np.round((np.asarray(t[k], np.float64) + o) * d).astype(np.int64)
+    t["area_px"] = np.round(np.asarray(t["area_px"], np.float64) * d * d).astype(np.int64)
+    m0 = mpp / d if mpp else 0.0  # µm per level-0 pixel (the model's when the slide's is unknown)
+    t["centroid_x_um"] = t["centroid_x"] * m0 if m0 else np.full(n, np.nan)
+    t["centroid_y_um"] = t["centroid_y"] * m0 if m0 else np.full(n, np.nan)
+    return t
