@@ -17,7 +17,7 @@ import keras
 from zoo.errors import ConfigError
 from zoo.models.base import NORMALIZATIONS, ModelConfig, SegmentationModel, scaled
 from zoo.models.registry import get, register
-from zoo.models.vgg import VGG16_STRIDE, BilinearUpsampling, VGG16Encoder, max_unpool
+from zoo.models.vgg import VGG16_STRIDE, BilinearUpsampling, VGG16Encoder, load_vgg16_weights, max_unpool
 
 
 # =========================================================================================================== PangNet
@@ -71,8 +71,15 @@ class VGGSegConfig(ModelConfig):
     width_multiplier: scales every layer's maps (1.0 = the published networks; e.g. 1/16 for tests).
     fc_filters: maps of the convolutionalised fc6 / fc7 (4096 in VGG16), also scaled by width_multiplier.
     dropout: dropout after fc6 and fc7 (0.5 as in VGG16's classifier).
-    encoder_weights: "imagenet" (keras.applications.VGG16, downloads once), null (random init) or the path of a
-      local keras.applications VGG16 notop weights file; pretrained weights need width_multiplier 1.
+    encoder_weights: "imagenet" (keras.applications' VGG16 file, downloaded once), null (random init) or the path of
+      a local VGG16 weights file in keras.applications' layout (.h5 / .weights.h5 / .keras); needs width_multiplier
+      1. VGG16's 13 convolutions always load. As Long et al. 2015 do (section 3.1, fully connected layers are
+      convolutions whose kernels cover their whole input; section 4.1), the file's fully connected layers, when it
+      has them, become fc6 / fc7: fc1 (25088 x 4096) reshaped into fc6's 7x7x512x4096 kernel, fc2 (4096 x 4096) into
+      fc7's 1x1x4096x4096 one ("imagenet" then downloads the 528 MB file with them, the 58 MB notop file when
+      fc_filters is not 4096). A file with fc layers that do not fit fc_filters raises a one-line error; a notop
+      file leaves fc6 / fc7 randomly initialised (with a warning at fc_filters 4096).
+      (zoo.models.vgg.load_vgg16_weights)
     normalization: "caffe" (BGR 0-255 minus the ImageNet mean: what the ImageNet VGG16 weights expect), "imagenet"
       or "none".
     """
@@ -103,8 +110,13 @@ class _VGGSegmentation(SegmentationModel):
         super().__init__(config, **kwargs)
         c = self.config
         self.encoder = VGG16Encoder(c.width_multiplier, with_switches=self.with_switches, name="vgg16")
+
+    def _load_encoder_weights(self) -> None:
+        """Called by subclasses once fc6 / fc7 exist: VGG16's convolutions and its fc1 / fc2 as fc6 / fc7
+        (``load_vgg16_weights``), unless rebuilt by ``from_config``."""
+        c = self.config
         if c.encoder_weights and self._load_pretrained:
-            self.encoder.load_pretrained(c.encoder_weights)
+            load_vgg16_weights(self.encoder, c.encoder_weights, fc=(self.fc6, self.fc7))
 
     @property
     def min_divisor(self) -> int:
@@ -126,8 +138,10 @@ class FCN8sConfig(VGGSegConfig):
 class FCN8s(_VGGSegmentation):
     """FCN-8s (Long et al. 2015, section 4.2; Naylor et al. section 5): VGG16 -> fc6 (7x7) -> fc7 (1x1) -> score;
     upsample x2 and add the pool4 score, upsample x2 and add the pool3 score, upsample x8. Learnable transposed
-    convolutions initialised as bilinear interpolation. 'same' padding replaces the paper's 100-pixel input padding
-    and crop layers, so the output has the input's size whenever it is a multiple of 32 (and is padded otherwise)."""
+    convolutions initialised as bilinear interpolation (section 3.3), the pool3 / pool4 score layers initialised to
+    zero (section 4.2), so that training starts from the coarser net's prediction. 'same' padding replaces the
+    paper's 100-pixel input padding and crop layers, so the output has the input's size whenever it is a multiple of
+    32 (and is padded otherwise)."""
 
     config_class = FCN8sConfig
 
@@ -140,11 +154,12 @@ class FCN8s(_VGGSegmentation):
         self.drop6 = keras.layers.Dropout(self.config.dropout, name="drop6")
         self.drop7 = keras.layers.Dropout(self.config.dropout, name="drop7")
         self.score_fr = keras.layers.Conv2D(nc, 1, name="score_fr")
-        self.score_pool4 = keras.layers.Conv2D(nc, 1, name="score_pool4")
-        self.score_pool3 = keras.layers.Conv2D(nc, 1, name="score_pool3")
+        self.score_pool4 = keras.layers.Conv2D(nc, 1, kernel_initializer="zeros", name="score_pool4")
+        self.score_pool3 = keras.layers.Conv2D(nc, 1, kernel_initializer="zeros", name="score_pool3")
         self.upscore2 = self._upsample(2, "upscore2")
         self.upscore_pool4 = self._upsample(2, "upscore_pool4")
         self.upscore8 = self._upsample(8, "upscore8")
+        self._load_encoder_weights()
 
     def _upsample(self, factor: int, name: str) -> keras.layers.Layer:
         return keras.layers.Conv2DTranspose(self.config.num_classes, 2 * factor, strides=factor, padding="same",
@@ -186,7 +201,8 @@ class DeconvNet(_VGGSegmentation):
     128,64 | 64,64), batch normalisation + ReLU after every fc / deconvolution, then a 1x1 score.
     Differences from the 224x224 original: fc6 and the first deconvolution use 'same' padding (any size that is a
     multiple of 32, not only a 7x7 pool5 map); batch normalisation is in the decoder only, so the encoder stays the
-    plain VGG16 whose ImageNet weights load."""
+    plain VGG16 whose ImageNet weights load; fc6 / fc7 take VGG16's fc1 / fc2 reshaped into convolutions when the
+    weights file has them (Long et al. 2015, section 3.1; their biases are left out: batch normalisation follows)."""
 
     config_class = DeconvNetConfig
     with_switches = True
@@ -206,6 +222,7 @@ class DeconvNet(_VGGSegmentation):
         self.decoder = [[self._deconv(maps, 3, f"deconv{5 - b}_{i}") for i, maps in enumerate(block, start=1)]
                         for b, block in enumerate(self.DECODER)]
         self.score = keras.layers.Conv2D(c.num_classes, 1, name="score")
+        self._load_encoder_weights()
 
     def _deconv(self, maps: int, kernel: int, name: str) -> list:
         """A deconvolution (no bias: batch norm follows) and its batch normalisation (ReLU in ``_apply``)."""
