@@ -19,6 +19,9 @@ import os
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import add_load_argument, start_guard  # noqa: E402  (benchmarks/_common.py)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
@@ -94,7 +97,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=3, help="training steps timed (after 1 warm-up step)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--base-filters", type=int, nargs="+", default=[32, 64])
+    add_load_argument(ap)
     args = ap.parse_args(argv)
+    start_guard(args)
     repo = os.path.dirname(HERE)
     data = args.data
     if data is None:

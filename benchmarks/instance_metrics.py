@@ -41,6 +41,9 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from zoo.metrics import aji, aji_plus, pq  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import add_load_argument, start_guard  # noqa: E402  (benchmarks/_common.py)
+
 
 def load_hovernet(path: str):
     if os.path.isdir(path):
@@ -114,7 +117,9 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=os.path.join(os.environ.get("HISTOZOO_DATA", os.path.join(
         os.path.dirname(os.path.dirname(HERE)), "shared", "data")), "monuseg2018"))
     ap.add_argument("--repeat", type=int, default=3, help="timing repeats of our side (best of)")
+    add_load_argument(ap)
     args = ap.parse_args(argv)
+    start_guard(args)
     if not args.hovernet:
         ap.error("give --hovernet PATH or set HOVERNET_STATS_UTILS (see the docstring)")
     hv = load_hovernet(args.hovernet)

@@ -9,7 +9,7 @@ signature at batch 8, measured side by side (alternating calls) in one run.
 ones: the run reports errors on the valid requests (must be 0), the status every bad kind got against the one it
 must get, and fails (exit 1) on any valid error or wrong status. Always reported: the server's peak resident memory
 (VmHWM from /proc/<pid>/status, the kernel's own peak; psutil's sampled RSS where /proc is absent) and the load
-average at start and end (flagged above 1.0: ratios taken under load overstate the project, DESIGN.md).
+average at start and end (benchmarks/_common.py: refused above 1.0 unless --max-load, then flagged).
 
 The model is zoo.models' U-Net (``--base-filters``, ``--depth``; 3 classes) when importable, else a small
 U-Net-ish Keras model. The server runs in its own process (``histozoo serve``), as a deployment would.
@@ -36,6 +36,9 @@ import urllib.request
 import zlib
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import add_load_argument, start_guard  # noqa: E402  (benchmarks/_common.py)
 
 
 def build_model(base_filters: int, depth: int):
@@ -118,12 +121,6 @@ def _sample_rss(pid: int, out: list, stop: threading.Event) -> None:
         except psutil.Error:
             return
         stop.wait(0.2)
-
-
-def load_line(label: str) -> str:
-    la = os.getloadavg()
-    flag = "  (> 1.0: the machine was busy; timings overstate)" if la[0] > 1.0 else ""
-    return f"load average at {label}: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f}{flag}"
 
 
 # ------------------------------------------------------------------------------------------ the bad-request mix
@@ -235,10 +232,11 @@ def main() -> int:
     ap.add_argument("--bad-share", type=float, default=0.0,
                     help="share of malformed / oversize requests mixed into the load (e.g. 0.2)")
     ap.add_argument("--seed", type=int, default=0)
+    add_load_argument(ap)
     args = ap.parse_args()
+    guard = start_guard(args)
     if not 0.0 <= args.bad_share < 1.0:
         ap.error("--bad-share must be in [0, 1)")
-    print(load_line("start"))
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
@@ -343,7 +341,7 @@ def main() -> int:
         alive = proc.poll() is None
         rss, how = peak_rss_mib(proc.pid, rss_samples)
         print(f"  server: {'alive' if alive else f'DIED (exit {proc.returncode})'}; peak RSS {rss:.0f} MiB ({how})")
-        print(load_line("end"))
+        guard.finish()  # the end line before the result line (else printed at exit)
         return 1 if errors or wrong or not alive else 0
     finally:
         rss_stop.set()

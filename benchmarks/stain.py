@@ -24,6 +24,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import add_load_argument, start_guard  # noqa: E402  (benchmarks/_common.py)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.environ.get("HISTOZOO_DATA", os.path.join(HERE, "..", "..", "shared", "data"))
 
@@ -224,11 +227,13 @@ def main():
     ap.add_argument("--no-numpy", action="store_true", help="skip the plain numpy implementations")
     ap.add_argument("--methods", default="reinhard,macenko,vahadane",
                     help="comma-separated subset of reinhard,macenko,vahadane (ours and the peers)")
+    add_load_argument(ap)
     args = ap.parse_args()
     args.methods = [m for m in ("reinhard", "macenko", "vahadane") if m in args.methods.split(",")]
     os.makedirs(args.out_dir, exist_ok=True)
     if args.peer:
         return _peer(args)
+    start_guard(args)  # the peer subprocess runs inside this guarded run
 
     sys.path.insert(0, os.path.join(HERE, ".."))
     images = _load(args.images)

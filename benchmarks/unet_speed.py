@@ -39,6 +39,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import add_load_argument, start_guard  # noqa: E402  (benchmarks/_common.py)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
@@ -295,7 +298,9 @@ def main(argv=None) -> int:
                     help="A/A control: run a second plain fit in A's place, to measure the noise floor of the design")
     ap.add_argument("--skip-training", action="store_true")
     ap.add_argument("--skip-inference", action="store_true")
+    add_load_argument(ap)
     args = ap.parse_args(argv)
+    start_guard(args)
     if args.epochs < 2:
         ap.error("--epochs must be >= 2 (the first epoch traces the graph and is not timed)")
     data = os.path.abspath(args.data)
