@@ -18,6 +18,11 @@ setup(
     python_requires=">=3.11,<3.14",
     packages=find_packages(include=["zoo", "zoo.*", "histozoo", "histozoo.*", "pipelines", "pipelines.*",
                                     "serving", "serving.*"]),
+    # the packaged sample, the shipped pretrained models and the quickstart's config (data, not code)
+    package_data={"zoo": ["sample_data/*/*.csv", "sample_data/*/*.md", "sample_data/*/*/*.png",
+                          "pretrained/*/*.keras", "pretrained/*/*.json", "pretrained/*/*.md"],
+                  "histozoo": ["quickstart.yaml"]},
+    include_package_data=True,
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "keras>=3.15,<4",

@@ -60,22 +60,11 @@ def _samples(data_root: str, spec: str):
         yield s
 
 
-def _segment(method: str, image: np.ndarray):
-    from zoo.postprocess import classical
-
-    if method == "hu":
-        return classical.hu_segment(image)
-    if method == "hu_otsu":
-        return classical.hu_segment(image, classical.HuConfig(threshold="otsu"))
-    if method == "hu_log":
-        return classical.hu_log_segment(image)
-    raise SystemExit(f"unknown method {method!r}")
-
-
 def run(data_root: str, datasets: list[str], methods: list[str], progress: bool = True) -> dict:
     from tqdm import tqdm
 
     from zoo.metrics import segmentation_report
+    from zoo.postprocess import classical
 
     results = {"commit": _commit(), "python": platform.python_version(), "data_root": os.path.abspath(data_root),
                "rows": []}
@@ -85,7 +74,7 @@ def run(data_root: str, datasets: list[str], methods: list[str], progress: bool 
             per_image, t0 = [], time.perf_counter()
             fallbacks = 0
             for s in tqdm(samples, desc=f"{method} on {spec}", disable=not progress, leave=False):
-                res = _segment(method, s.image)
+                res = classical.segment(method, s.image)
                 fallbacks += bool(res.info.get("fallback"))
                 rep = segmentation_report(s.instances, res.instances, hausdorff=False)
                 per_image.append({"image_id": s.image_id, **{k: float(rep[k]) for k in KEYS},

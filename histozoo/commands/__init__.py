@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 
 #: the subcommand groups, in the order ``histozoo --help`` lists them (module names under histozoo.commands)
-GROUPS = ("data", "train", "evaluate", "tune", "registry", "export", "predict", "serve", "pipeline", "normalize")
+GROUPS = ("quickstart", "models", "data", "train", "evaluate", "tune", "registry", "export", "predict", "serve",
+          "pipeline", "normalize", "slide")
 
 
 def parse_key_values(pairs: list[str] | None, flag: str = "--option") -> dict:

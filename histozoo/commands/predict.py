@@ -1,6 +1,6 @@
-"""``histozoo predict``: segment images (files or folders) with a model in this process (``--model RUN``: a run
-folder, .keras file, run id or MLflow URI) or through a TF Serving / ``histozoo serve`` endpoint (``--server``). Either
-way the images go through the one inference function ``zoo.inference.predict`` with the model's own InferenceSpec,
+"""``histozoo predict``: segment images (files or folders) with a model in this process (``--model``: a run
+folder, .keras file, run id, MLflow URI or ``pretrained:NAME``; default: the shipped nuclei model) or through a TF
+Serving / ``histozoo serve`` endpoint (``--server``). Either way the images go through the one inference function ``zoo.inference.predict`` with the model's own InferenceSpec,
 and ``zoo.inference.outputs`` writes, per image, the instance map, an overlay PNG, a QuPath GeoJSON and a per-nucleus
 CSV, plus ``summary.json``."""
 
@@ -14,6 +14,10 @@ from histozoo.commands import check_out
 def _cmd_predict(args) -> int:
     check_out(args.out)  # a file or a read-only folder fails here, before any work (issue 16)
     if args.server:
+        if not args.model:
+            from zoo.errors import ConfigError
+
+            raise ConfigError("--server needs --model NAME (the served model's name)")
         from serving.client import PredictClient, RestClient, predict_files
 
         if args.rest:
@@ -25,11 +29,12 @@ def _cmd_predict(args) -> int:
                                 version=args.version, label=args.label, progress=not args.quiet, mpp=args.mpp)
     else:
         from zoo.inference.outputs import predict_files
+        from zoo.pretrained import DEFAULT
         from zoo.training.tracking import load
 
-        loaded = load(args.model)
+        loaded = load(args.model or "pretrained:" + DEFAULT)
         summary = predict_files(loaded.model, loaded.spec, args.images, args.out, mpp=args.mpp,
-                                progress=not args.quiet, extra={"model": args.model})
+                                progress=not args.quiet, extra={"model": loaded.source})
     width = max([len(os.path.basename(r["image"])) for r in summary["images"]] + [5])
     print(f"{'image':{width}s} {'nuclei':>7s}  by type")
     for row in summary["images"]:
@@ -45,8 +50,9 @@ def add(sub) -> None:
     p = sub.add_parser("predict", help="segment images with a model (in process) or a TF Serving endpoint; writes "
                                        "overlays, QuPath GeoJSON and per-nucleus CSV")
     p.add_argument("images", nargs="+", metavar="IMAGES", help="image files or folders (PNG/JPEG/TIFF/BMP)")
-    p.add_argument("--model", required=True, help="in process: a run folder, .keras file, run id, runs:/ or "
-                                                  "models:/ URI; with --server: the served model name")
+    p.add_argument("--model", default="", help="in process: a run folder, .keras file, run id, runs:/ or models:/ "
+                                               "URI, or pretrained:NAME (default: the shipped nuclei model, "
+                                               "histozoo models list); with --server: the served model name")
     p.add_argument("--server", default=None, help="HOST:PORT of a gRPC endpoint (REST: with --rest); default: run "
                                                   "the model in this process")
     p.add_argument("--signature", default="predict_images",

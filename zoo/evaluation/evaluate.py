@@ -63,10 +63,31 @@ def evaluate(model, source: Source, split: str = "test", fold: Optional[int] = N
     spec: the model's InferenceSpec (default: ``zoo.inference.default_spec``); postprocess: overrides its
     post-processing. ``hausdorff=False`` skips the object-level Hausdorff distance (the slowest metric)."""
     from zoo.inference import as_forward, predict
-    from zoo.metrics import segmentation_report
 
     spec = resolve_spec(model, spec, postprocess)
     forward = as_forward(model, spec)
+    res = score(lambda s: predict(forward, spec, s.image, mpp=s.mpp).instances, source, split, fold, max_images,
+                progress, hausdorff)
+    return {**res, "postprocess": spec.postprocess.to_dict(), "spec": spec.to_dict()}
+
+
+def evaluate_classical(method: str, source: Source, split: str = "test", fold: Optional[int] = None,
+                       max_images: int = 0, progress: bool = False, hausdorff: bool = True) -> dict:
+    """Score a classical, training-free segmenter (``zoo.postprocess.classical.METHODS``, e.g. ``hu_otsu``) on the
+    same images and with the same metrics as :func:`evaluate`: the baseline a model must beat."""
+    from zoo.postprocess import classical
+
+    res = score(lambda s: classical.segment(method, s.image).instances, source, split, fold, max_images, progress,
+                hausdorff)
+    return {**res, "method": method}
+
+
+def score(segment, source: Source, split: str = "test", fold: Optional[int] = None, max_images: int = 0,
+          progress: bool = False, hausdorff: bool = True) -> dict:
+    """Per-image ``zoo.metrics.segmentation_report`` of ``segment(sample) -> instance map`` on the labelled images
+    of the split, their means, and AJI pooled over the split (sum of C / sum of U, Kumar et al.)."""
+    from zoo.metrics import segmentation_report
+
     samples = iter_eval_samples(source, split, fold, max_images)
     if progress:
         from tqdm import tqdm
@@ -74,9 +95,9 @@ def evaluate(model, source: Source, split: str = "test", fold: Optional[int] = N
         samples = tqdm(samples, desc=f"evaluate {split}", unit="img", dynamic_ncols=True)
     per_image = []
     for s in samples:
-        pred = predict(forward, spec, s.image, mpp=s.mpp)
-        rep = segmentation_report(s.instances, pred.instances, hausdorff=hausdorff)
-        per_image.append({"image_id": s.image_id, "instances": pred.num_instances,
+        instances = segment(s)
+        rep = segmentation_report(s.instances, instances, hausdorff=hausdorff)
+        per_image.append({"image_id": s.image_id, "instances": int(len(np.unique(instances[instances > 0]))),
                           **{k: float(v) for k, v in rep.items() if _scalar(v)}})
     if not per_image:
         raise ConfigError(f"no labelled images to evaluate in split {split!r}" + (f" fold {fold}" if fold else ""))
@@ -85,8 +106,7 @@ def evaluate(model, source: Source, split: str = "test", fold: Optional[int] = N
     if "aji_c" in keys:  # AJI pooled over the split: sum of intersections / sum of unions (Kumar et al.)
         u = sum(r["aji_u"] for r in per_image)
         mean["aji_pooled"] = float(sum(r["aji_c"] for r in per_image) / u) if u else 1.0
-    return {"split": split, "fold": fold, "images": len(per_image), "postprocess": spec.postprocess.to_dict(),
-            "spec": spec.to_dict(), "mean": mean, "per_image": per_image}
+    return {"split": split, "fold": fold, "images": len(per_image), "mean": mean, "per_image": per_image}
 
 
 def _scalar(v) -> bool:

@@ -12,7 +12,8 @@ process must do before ``keras.saving.load_model`` reads a histozoo ``.keras`` f
 
 Papers: PangNet, FCN-8s, DeconvNet and their ensemble (Naylor et al. 2017, section 5) in ``naylor``; Yuan & Suh's
 U-Net (section 3.2) in ``unet``; Qu et al.'s ResNet34 U-Net (section 2.1) in ``qu``; the VGG16 encoder and its
-weight loading in ``vgg``.
+weight loading in ``vgg``; Hu et al.'s InfoWGAN-GP and Yuan & Suh's InfoGAN (nucleus crops, section III-A / 3.3;
+not segmentation models: ``model(crops)`` gives cluster probabilities and an embedding) in ``gan``.
 """
 
 import zoo.losses  # noqa: F401  (a compiled .keras file names histozoo losses: importing zoo.models must be enough)
@@ -23,7 +24,18 @@ from zoo.models.naylor import (DeconvNet, DeconvNetConfig, Ensemble, EnsembleCon
 from zoo.models.unet import UNet, UNetConfig
 from zoo.models.qu import QuConfig, QuNet
 from zoo.models.hovernet import HoVerNet, HoVerNetConfig
+from zoo.models.gan import InfoGAN, InfoGANConfig, YuanSuhConfig, YuanSuhInfoGAN
 
-__all__ = ["ModelConfig", "SegmentationModel", "available", "build", "get", "register", "PangNet", "PangNetConfig",
+
+
+def pretrained(name: str = "nuclei-unet-monuseg"):
+    """A model shipped in the package -> ``LoadedModel`` (model, spec, source); ``zoo.pretrained`` has the list."""
+    from zoo import pretrained as _pretrained
+
+    return _pretrained.load(name)
+
+
+__all__ = ["pretrained", "ModelConfig", "SegmentationModel", "available", "build", "get", "register", "PangNet", "PangNetConfig",
            "FCN8s", "FCN8sConfig", "DeconvNet", "DeconvNetConfig", "Ensemble", "EnsembleConfig", "EnsembleMember",
-           "UNet", "UNetConfig", "QuNet", "QuConfig", "HoVerNet", "HoVerNetConfig"]
+           "UNet", "UNetConfig", "QuNet", "QuConfig", "HoVerNet", "HoVerNetConfig", "InfoGAN",
+           "InfoGANConfig", "YuanSuhInfoGAN", "YuanSuhConfig"]

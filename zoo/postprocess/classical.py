@@ -251,3 +251,19 @@ def hu_log_segment(image, config: HuConfig | None = None, radius_range: tuple = 
     inst = seeded_watershed(od_s, mask, blobs[:, :2], min_size=cfg.min_size_after, connectivity=cfg.connectivity)
     info = dict(info, log_blobs=int(len(blobs)))
     return ClassicalResult(inst, h, mask, info)
+
+
+#: The classical (training-free) segmenters by name, as ``scripts/classical_baseline.py`` and ``histozoo quickstart``
+#: score them: ``hu`` (paper parameters), ``hu_otsu`` (Otsu threshold per image), ``hu_log`` (LoG-seeded watershed).
+METHODS = ("hu", "hu_otsu", "hu_log")
+
+
+def segment(method: str, image) -> ClassicalResult:
+    """Run the classical segmenter ``method`` (one of METHODS) on an RGB image."""
+    if method == "hu":
+        return hu_segment(image)
+    if method == "hu_otsu":
+        return hu_segment(image, HuConfig(threshold="otsu"))
+    if method == "hu_log":
+        return hu_log_segment(image)
+    raise ConfigError(f"classical method {method!r}: expected one of {', '.join(METHODS)}")

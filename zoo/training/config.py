@@ -221,6 +221,10 @@ class ExperimentConfig:
     GPU config runs anywhere). The global policy is restored when the run ends.
     precise_bn_batches: after training, recompute every batch-norm layer's moving statistics as the average over
     this many training batches (0 = off); trainable weights are untouched.
+    init_weights: start from these weights instead of a random initialisation (fine-tuning): ``pretrained:NAME``
+    (a model shipped in the package, zoo.pretrained), a .keras file, a run folder or an MLflow URI. The architecture
+    must match ``model`` / ``model_config`` variable for variable (a one-line error names the first mismatch). Only
+    the weights are taken: the optimizer starts fresh. Ignored when ``--resume`` finds a checkpoint.
     tracking: MLflow settings (TrackingConfig): enabled, experiment, register_as ("" = do not register), log_model.
     distribute: multi-device training (DistributeConfig): {strategy: none | mirrored | multi_worker, devices,
     communication}; ``input.batch_size`` is the global batch, split evenly across the replicas, so the weights match
@@ -258,6 +262,7 @@ class ExperimentConfig:
     checkpoint_every_s: float = 0.0
     mixed_precision: bool = False
     precise_bn_batches: int = 0
+    init_weights: str = ""
     tracking: dict = dataclasses.field(default_factory=lambda: {"enabled": True, "experiment": "histozoo",
                                                                  "register_as": "", "log_model": True})
     distribute: dict = dataclasses.field(default_factory=lambda: {"strategy": "none"})

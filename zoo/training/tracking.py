@@ -204,12 +204,16 @@ def load(uri: str, postprocess=None, default_spec: bool = True):
     """THE model loader -> ``zoo.inference.LoadedModel`` (model, spec, source): a ``.keras`` file (its ``spec.json``
     beside it), a training run folder, an MLflow run id, ``runs:/<id>/model``, or the registry
     (``models:/<name>/<version>``, ``models:/<name>@champion``; the spec is the logged model's ``histozoo_spec``
-    metadata). A model saved without a spec gets ``zoo.inference.default_spec`` (``postprocess`` applies only then),
+    metadata), or a model shipped in the package (``pretrained:NAME``, zoo.pretrained). A model saved without a spec gets ``zoo.inference.default_spec`` (``postprocess`` applies only then),
     or None with ``default_spec=False``. The CLI, ``histozoo export``, the TFX evaluator and evaluation all load
     through here."""
     from zoo import inference
 
     uri = os.fspath(uri)
+    if uri.startswith("pretrained:"):
+        from zoo import pretrained
+
+        return pretrained.load(uri)
     if os.path.exists(uri) or uri.endswith(".keras"):
         return inference.load_local(uri, postprocess, default_spec)
     if "/" not in uri and ":" not in uri:

@@ -126,13 +126,14 @@ def training_dataset(config: ExperimentConfig, records: Optional[Sequence[str]] 
     epoch's ``steps_per_epoch`` batches are a function of (seed, epoch, step), so a resumed run reads what the
     uninterrupted one read; ``skip`` batches of the first epoch are left out (a mid-epoch resume)."""
     from zoo.data.input import epochs
+    from zoo.training.distribute import data_sharded
 
     source = list(records) if records else config.data_dir
     if not records:
         check_data_dir(config)
     split = "train" if config.fold is not None else config.train_split
-    return epochs(source, _input_config(config), steps or config.steps_per_epoch, split=split, fold=config.fold,
-                  first_epoch=first_epoch, skip=skip, count=count)
+    return data_sharded(epochs(source, _input_config(config), steps or config.steps_per_epoch, split=split,
+                               fold=config.fold, first_epoch=first_epoch, skip=skip, count=count))
 
 
 def check_data_dir(config: ExperimentConfig) -> None:
@@ -406,6 +407,8 @@ def _train(config, train_records, eval_records, output_dir, ckpt_dir, resume, tr
         if resume and verbose:
             print(f"no checkpoint in {ckpt_dir}: starting from scratch")
         model = models.build(config.model, config.model_config)
+        if config.init_weights:
+            init_weights(model, config.init_weights)
         model.compile(optimizer=make_optimizer(config), loss=losses.get_loss(config.loss, **config.loss_config),
                       weighted_metrics=[])
     apply_weight_decay(model, config)
@@ -506,6 +509,29 @@ def _train(config, train_records, eval_records, output_dir, ckpt_dir, resume, tr
         tracker.end(status)
 
 
+def init_weights(model, uri: str) -> None:
+    """Copy the weights of the model at ``uri`` (``pretrained:NAME``, .keras, run folder, MLflow URI; see
+    zoo.training.tracking.load) into ``model``, variable by variable; a one-line ConfigError names the first
+    variable whose shape differs (a different architecture or model_config)."""
+    from zoo.training.tracking import load_model
+
+    import numpy as np
+
+    src = load_model(uri)
+    if not model.weights:  # a subclassed model makes its variables on the first call
+        side = max(int(getattr(model, "min_divisor", 1) or 1), 32)
+        model(np.zeros((1, side, side, 3), "float32"))
+    ours, theirs = model.weights, src.weights
+    if len(ours) != len(theirs):
+        raise ConfigError(f"init_weights: {uri} has {len(theirs)} weight tensors, the model {len(ours)}: not the "
+                          f"same architecture (check model and model_config)")
+    for a, b in zip(ours, theirs):
+        if tuple(a.shape) != tuple(b.shape):
+            raise ConfigError(f"init_weights: {uri}: {b.path} has shape {tuple(b.shape)}, the model's {a.path} "
+                              f"{tuple(a.shape)} (check model_config)")
+    model.set_weights(src.get_weights())
+
+
 def make_spec(config: ExperimentConfig, model, records: Optional[Sequence[str]] = None):
     """The InferenceSpec of a model trained by ``config``: the input resolution (``input.mpp`` when training
     resamples, else the training records' median ``meta/mpp``), the records' nucleus type names, the output channels
@@ -517,9 +543,11 @@ def make_spec(config: ExperimentConfig, model, records: Optional[Sequence[str]] 
     class_names, data_mpp = describe_data(source, split, config.fold)
     inp = _input_config(config)
     divisor = model_divisor(model)
-    c = model_channels(model, divisor)
     typed = class_names if getattr(inp, "types", "none") == "merged" else ()
-    return InferenceSpec(channels=channel_names(c, inp.target, typed), class_names=class_names,
+    # models whose output is not a per-pixel map name their channels (the GAN models: one per cluster of Q)
+    channels = getattr(model, "output_channel_names", None) or channel_names(model_channels(model, divisor),
+                                                                            inp.target, typed)
+    return InferenceSpec(channels=channels, class_names=class_names,
                          mpp=inp.mpp if inp.mpp > 0 else data_mpp, divisor=divisor, stain=None,
                          postprocess=config.postprocess, model=config.model)
 
