@@ -9,7 +9,9 @@ Segmentation losses take integer labels ``[B, H, W]``, softmax probabilities ``[
 - ``qu_mixed``: Qu et al.'s L_ce + beta * L_per (frozen-VGG16 perceptual term, zoo.losses.perceptual) under mixed
   supervision (untyped instances, typed centres, typed instances in one batch; zoo.losses.mixed);
 - ``hovernet``: Graham et al.'s NP (CE + Dice), HV (MSE + MSGE) and TP (CE + Dice) terms on HoVer-Net's stacked
-  float target [B, H, W, 3 (+1)] (zoo.losses.hovernet).
+  float target [B, H, W, 3 (+1)] (zoo.losses.hovernet);
+- ``infowgan_gp``: Hu et al.'s InfoWGAN-GP game (critic with gradient penalty, generator, mutual information;
+  zoo.losses.gan), taken by the GAN models' compile.
 
 Importing this package registers the loss classes with Keras (a compiled ``.keras`` file names them).
 """
@@ -20,6 +22,8 @@ from zoo.losses.cross_entropy import WeightedCrossEntropy, pixel_cross_entropy
 from zoo.losses.dice import CrossEntropyDice, SoftDice
 from zoo.losses.mixed import QuMixedLoss
 from zoo.losses.hovernet import HoVerNetLoss
+from zoo.losses.gan import InfoWGANGPLoss, gradient_penalty, mutual_information_loss
 
 __all__ = ["available_losses", "get_loss", "register_loss", "PixelLoss", "WeightedCrossEntropy",
-           "pixel_cross_entropy", "SoftDice", "CrossEntropyDice", "QuMixedLoss", "HoVerNetLoss"]
+           "pixel_cross_entropy", "SoftDice", "CrossEntropyDice", "QuMixedLoss", "HoVerNetLoss", "InfoWGANGPLoss",
+           "gradient_penalty", "mutual_information_loss"]

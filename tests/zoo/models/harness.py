@@ -31,6 +31,9 @@ TINY_CONFIGS = {
     # one unit per residual block and per dense stage, 1/16 encoder and 1/8 decoder widths, the TP branch on
     "hovernet": {"num_types": 2, "mode": "fast", "encoder_blocks": [1, 1, 1, 1], "encoder_width": 1 / 16,
                  "decoder_width": 1 / 8, "dense_units": [1, 1]},
+    # the GAN models (zoo.models.gan; their checks: test_gan_models.py): 8 x 8 crops, 4 maps per resblock
+    "infowgan_gp": {"image_size": 8, "categories": 3, "noise_dim": 4, "g_filters": 4, "d_filters": 4, "q_filters": 4},
+    "yuan_suh_infogan": {"image_size": 8, "noise_dim": 4, "g_filters": 4, "d_filters": 4},
 }
 
 

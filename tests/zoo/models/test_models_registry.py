@@ -8,6 +8,7 @@ import pytest
 from zoo import models
 from zoo.errors import ConfigError
 from zoo.models.base import ModelConfig, SegmentationModel
+from zoo.models.gan import InfoGAN
 
 
 def test_paper_models_are_registered():
@@ -15,7 +16,7 @@ def test_paper_models_are_registered():
     assert models.available() == sorted(models.available())
     for name in models.available():
         cls = models.get(name)
-        assert issubclass(cls, SegmentationModel) and cls.registry_name == name
+        assert issubclass(cls, (SegmentationModel, InfoGAN)) and cls.registry_name == name
         assert cls.config_class.model_name == name
 
 

@@ -1,0 +1,131 @@
+"""The GAN train_step the one training core drives (zoo.training.train: ``model.compile`` then ``model.fit``).
+
+One ``fit`` step = one iteration of Hu et al.'s game (IEEE JBHI 2019, section IV-B): ``n_critic`` (5) critic steps,
+one generator step, one auxiliary-network step, "D, G and Q in turn", with the losses of zoo.losses.gan (eq. 10-12,
+eq. 12's sign corrected). Each critic step takes its own 1/n_critic of the step's batch of real crops (fresh real
+samples per critic iteration, as Gulrajani et al.'s Algorithm 1), so the input ``batch_size`` is n_critic x the
+paper's 64; the G and Q steps draw as many noise vectors as a critic step has real crops. Adam for all three networks
+(Hu: lr 2e-4, beta_1 0.5, beta_2 0.9; Yuan & Suh sec. 3.3: D_Q 2e-4, G 1e-4, D_D 1e-4): G's optimizer is the one the
+training core makes from the experiment config (so its ``learning_rate``, schedule, step count and resume are the
+core's), D's and Q's come from the model config. Noise is drawn from the model's SeedGenerator, whose state the core
+checkpoints, so a resumed run draws what the uninterrupted one drew.
+
+Logged per epoch (running means over the epoch's iterations): ``loss`` = L_D (the critic's loss, eq. 10, what the core
+watches for divergence), ``v_dg`` = V(D, G) = E[D(x)] - E[D(G(z, c))] (eq. 8, the critic's Wasserstein estimate),
+``gp`` (the gradient penalty), ``g_loss`` (L_G), ``q_loss`` (L_Q).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from zoo.errors import ConfigError
+from zoo.losses.gan import InfoWGANGPLoss, gradient_penalty, mutual_information_loss
+
+
+
+def compile_game(model, optimizer=None, loss=None, run_eagerly=False, jit_compile="auto", **_ignored) -> None:
+    """Set up ``model`` (a zoo.models.gan.InfoGAN) for ``fit``: G's Adam = ``optimizer`` (default Adam 2e-4) with the
+    config's betas; D's and Q's Adam from the config; ``loss`` an InfoWGANGPLoss (default lambda_gp 10, lambda_info
+    1). Other Keras compile arguments (the core's ``weighted_metrics=[]``) have no meaning for the game."""
+    cfg = model.config
+    if not model.built:  # the steps take each network's variables by name: they must exist before the first step
+        model.build((None, cfg.image_size, cfg.image_size, 3))
+    if optimizer is None:
+        optimizer = keras.optimizers.Adam(2e-4)
+    elif isinstance(optimizer, str):
+        optimizer = keras.optimizers.get(optimizer)
+    if not isinstance(optimizer, keras.optimizers.Adam):
+        raise ConfigError(f"model {model.registry_name!r}: the GAN trains with Adam (Hu et al. IV-B); set "
+                          f"optimizer: adam (got {type(optimizer).__name__})")
+    optimizer.beta_1, optimizer.beta_2 = cfg.beta_1, cfg.beta_2
+    if loss is None:
+        loss = InfoWGANGPLoss()
+    if not isinstance(loss, InfoWGANGPLoss):
+        raise ConfigError(f"model {model.registry_name!r}: the GAN trains with loss: infowgan_gp (got "
+                          f"{getattr(loss, 'name', type(loss).__name__)!r})")
+    keras.Model.compile(model, optimizer=optimizer, run_eagerly=run_eagerly, jit_compile=jit_compile)
+    # set past Keras' attribute tracking, as Keras' own compile sets ``optimizer``: the model is already built (its
+    # tracker is locked); .keras saving still finds the optimizers (it walks the attributes by name)
+    object.__setattr__(model, "g_optimizer", optimizer)
+    for name, lr in (("d_optimizer", cfg.d_learning_rate), ("q_optimizer", cfg.q_learning_rate)):
+        object.__setattr__(model, name, keras.optimizers.Adam(lr, beta_1=cfg.beta_1, beta_2=cfg.beta_2, name=name))
+    object.__setattr__(model, "gan_loss", loss)
+    for m in model.metrics:
+        m.reset_state()
+
+
+def _apply(optimizer, loss, tape, variables) -> None:
+    grads = tape.gradient(loss, variables)
+    optimizer.apply_gradients(zip(grads, variables))
+
+
+def critic_step(model, real):
+    """One D step on real images in [-1, 1]: minimise L_D (eq. 10) over D's variables. Returns (L_D, V(D,G), GP)."""
+    noise, _ = model.noise(tf.shape(real)[0])
+    fake = model.generate_scaled(noise, training=True)
+    variables = model.critic_variables()
+    with tf.GradientTape() as tape:
+        d_real = model.critic(real, training=True)
+        d_fake = model.critic(fake, training=True)
+        gp = gradient_penalty(lambda t: model.critic(t, training=True), real, fake, seed=model.seed_generator)
+        loss = model.gan_loss.critic_loss(d_real, d_fake, gp)
+    _apply(model.d_optimizer, loss, tape, variables)
+    return loss, tf.reduce_mean(d_real) - tf.reduce_mean(d_fake), gp
+
+
+def generator_step(model, batch):
+    """One G step: minimise L_G = -E[D(G(z,c))] + lambda_2 L_MI over G's variables. Returns L_G."""
+    noise, c = model.noise(batch)
+    variables = model.generator_variables()
+    with tf.GradientTape() as tape:
+        fake = model.generate_scaled(noise, training=True)
+        mi = mutual_information_loss(c, model.q_logits(fake, training=True))
+        loss = model.gan_loss.generator_loss(model.critic(fake, training=True), mi)
+    _apply(model.g_optimizer, loss, tape, variables)
+    return loss
+
+
+def info_step(model, batch):
+    """One Q step: minimise L_Q = -lambda_2 E[log Q(c|G(z,c))] over Q's variables (with Yuan & Suh's shared trunk,
+    the trunk too). Returns L_Q."""
+    noise, c = model.noise(batch)
+    fake = model.generate_scaled(noise, training=True)
+    variables = model.q_variables()
+    with tf.GradientTape() as tape:
+        loss = model.gan_loss.info_loss(mutual_information_loss(c, model.q_logits(fake, training=True)))
+    _apply(model.q_optimizer, loss, tape, variables)
+    return loss
+
+
+def train_step(model, data) -> dict:
+    """One iteration: n_critic critic steps (each on its share of the batch), one G step, one Q step."""
+    x = data[0] if isinstance(data, (tuple, list)) else data
+    real = tf.cast(x, tf.float32) * 2.0 - 1.0
+    n = model.config.n_critic
+    share = tf.shape(real)[0] // n
+    tf.debugging.assert_positive(share, message=f"a GAN step needs a batch of at least n_critic = {n} crops")
+    t = model._game_trackers
+    for i in range(n):
+        loss, v, gp = critic_step(model, real[i * share:(i + 1) * share])
+        t["loss"].update_state(loss)
+        t["v_dg"].update_state(v)
+        t["gp"].update_state(gp)
+    t["g_loss"].update_state(generator_step(model, share))
+    t["q_loss"].update_state(info_step(model, share))
+    return {k: m.result() for k, m in t.items()}
+
+
+def sample_grid(model, rows: int = 8, seed: int = 0) -> np.ndarray:
+    """The papers' Fig. 5 / Fig. 7 grid as uint8 [rows * S, k * S, 3]: row r holds one fixed z, column j the
+    category c = j."""
+    cfg = model.config
+    z = np.random.default_rng(seed).standard_normal((rows, cfg.noise_dim)).astype(np.float32)
+    zz = np.repeat(z, cfg.categories, axis=0)
+    cc = np.tile(np.arange(cfg.categories, dtype=np.int32), rows)
+    imgs = np.asarray(model.generate(zz, cc, training=False))
+    s = cfg.image_size
+    grid = imgs.reshape(rows, cfg.categories, s, s, 3).transpose(0, 2, 1, 3, 4).reshape(rows * s, cfg.categories * s, 3)
+    return np.clip(np.rint(grid * 255.0), 0, 255).astype(np.uint8)
