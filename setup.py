@@ -48,6 +48,8 @@ setup(
         "dev": ["pytest>=8"],
         # TFX 1.21 needs glibc >= 2.39 (ml-metadata, TFDV wheels); on older hosts use scripts/tfx_env.sh.
         "tfx": ["tfx==1.21.0", "kfp-pipeline-spec>=0.3,<2.17"],
+        # zoo.slides: SVS / NDPI / MRXS / ... through OpenSlide (pyramidal TIFF / OME-TIFF / SVS need only tifffile)
+        "slides": ["openslide-python>=1.3", "openslide-bin>=4.0"],
     },
     entry_points={"console_scripts": ["histozoo=histozoo.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Medical Science Apps."],

@@ -8,7 +8,7 @@
   exclusive), mean_od_h / mean_od_e (``zoo.inference.outputs.nucleus_table``: Ruifrok & Johnston 2001 deconvolution).
 - ``overlay.png``: the tissue thumbnail with the tissue outline (grey) and one dot per nucleus in its type's colour.
 - ``summary.json``: nuclei per class and per mm² of tissue, the level / grid / seam counts, the spec; everything but
-  its ``run`` entry (seconds, tiles reused) is identical between an interrupted-and-resumed run and a straight one.
+  its ``run`` entry (seconds, seconds by step, tiles reused) is identical between an interrupted-and-resumed run and a straight one.
 All writes go through ``zoo.atomic`` (temp file + rename).
 """
 

@@ -110,9 +110,15 @@ def predict_slide(slide_path, model, spec, out_dir, *, mpp=None, tile_size=None,
                                   "use a new --out folder")
         else:
             atomic.write_json(run_path, manifest)
-        reused = _run_tiles(slide, plan, tiles, run_tiles, model, spec, out, batch, progress)
-        summary = assemble(out, slide, plan, tiles, run_tiles, tissue, spec,
-                           run={"seconds": round(time.perf_counter() - t_start, 3), "tiles_reused": reused})
+        timing = {"read_wait": 0.0, "model": 0.0, "postprocess": 0.0, "stitch_write": 0.0}
+        reused = _run_tiles(slide, plan, tiles, run_tiles, model, spec, out, batch, progress, timing)
+        t_asm = time.perf_counter()
+        run = {"tiles_reused": reused}
+        summary = assemble(out, slide, plan, tiles, run_tiles, tissue, spec, run=run)
+        timing["assemble"] = time.perf_counter() - t_asm
+        run.update(seconds=round(time.perf_counter() - t_start, 3),
+                   seconds_by_step={k: round(v, 3) for k, v in timing.items()})
+        atomic.write_json(os.path.join(out, "summary.json"), summary, indent=2)
     return summary
 
 
@@ -130,8 +136,12 @@ def tile_path(out: str, index: int) -> str:
     return os.path.join(out, TILES_DIR, f"{index:07d}.npz")
 
 
-def _run_tiles(slide, plan, tiles, run_tiles, model, spec, out, batch, progress) -> int:
-    """Steps 3-4 of the module docstring; returns how many tiles were already on disk."""
+def _run_tiles(slide, plan, tiles, run_tiles, model, spec, out, batch, progress, timing) -> int:
+    """Steps 3-4 of the module docstring, in three threads: tile reads (``PREFETCH_BATCHES`` ahead), the model (this
+    thread), and post-processing + the seam rule + writing, in tile order (one worker, at most
+    ``PREFETCH_BATCHES`` batches behind, so memory stays bounded). Returns how many tiles were already on disk;
+    adds to ``timing`` the seconds waiting for reads, in the model, in post-processing, in stitching + writing, and
+    waiting for the worker (``worker_wait``)."""
     from tqdm import tqdm
 
     from zoo.inference import as_forward
@@ -143,40 +153,81 @@ def _run_tiles(slide, plan, tiles, run_tiles, model, spec, out, batch, progress)
     grid = {(t.row, t.col): t for t in tiles}
     grid["ncols"] = 1 + max(t.col for t in tiles)
     cache: dict = {}
+    timing.setdefault("worker_wait", 0.0)
 
     def read(b):
         return [slide.read_region(plan.level, t.y, t.x, t.h, t.w) for t in b]
 
+    def finish(b, images, probs):
+        preds = _postprocess(forward, spec, images, probs, plan, timing)
+        t0 = time.perf_counter()
+        for t, img, pred in zip(b, images, preds):
+            if t.index in done:  # written before an interruption: recomputed for the batch, kept as written
+                continue
+            _finish_tile(t, img, pred, plan, spec, out, grid, cache)
+            bar.update(1)
+        timing["stitch_write"] += time.perf_counter() - t0
+
+    def wait(fut):
+        t0 = time.perf_counter()
+        fut.result()  # re-raises a worker's exception here
+        timing["worker_wait"] += time.perf_counter() - t0
+
     bar = tqdm(total=len(run_tiles), initial=len(done), unit="tile", disable=not progress,
                desc=os.path.basename(slide.path)[:30], dynamic_ncols=True)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="slide-read") as pool:
-        pending = [pool.submit(read, b) for b in todo[:PREFETCH_BATCHES]]
-        for k, b in enumerate(todo):
-            images = pending.pop(0).result()
-            if k + PREFETCH_BATCHES < len(todo):
-                pending.append(pool.submit(read, todo[k + PREFETCH_BATCHES]))
-            preds = _predict_batch(forward, spec, images, plan)
-            for t, img, pred in zip(b, images, preds):
-                if t.index in done:  # written before an interruption: recomputed for the batch, kept as written
-                    continue
-                _finish_tile(t, img, pred, plan, spec, out, grid, cache)
-                bar.update(1)
+    with ThreadPoolExecutor(1, thread_name_prefix="slide-read") as reader, \
+            ThreadPoolExecutor(1, thread_name_prefix="slide-post") as worker:
+        pending = [reader.submit(read, b) for b in todo[:PREFETCH_BATCHES]]
+        posts: list = []
+        try:
+            for k, b in enumerate(todo):
+                t0 = time.perf_counter()
+                images = pending.pop(0).result()
+                timing["read_wait"] += time.perf_counter() - t0
+                if k + PREFETCH_BATCHES < len(todo):
+                    pending.append(reader.submit(read, todo[k + PREFETCH_BATCHES]))
+                probs = _forward_batch(forward, spec, images, plan, timing)
+                posts.append(worker.submit(finish, b, images, probs))
+                while len(posts) > PREFETCH_BATCHES or (posts and posts[0].done()):
+                    wait(posts.pop(0))
+            while posts:
+                wait(posts.pop(0))
+        finally:  # an exception (a fault in the model): the batches already run are still finished and written
+            for p in pending:
+                p.cancel()
     bar.close()
     return len(done)
 
 
-def _predict_batch(forward, spec, images, plan):
-    """The model on a batch of tiles, then ``zoo.inference.predict`` on each with those probabilities."""
-    from zoo.inference import forward_image, predict
+def _forward_batch(forward, spec, images, plan, timing) -> list:
+    """Probabilities of a batch of tiles at the model's resolution (one model call when their shapes agree)."""
+    from zoo.inference import forward_image
     from zoo.inference.core import to_model_resolution
 
-    mpp = plan.level_mpp or None
-    xs = [to_model_resolution(spec, img, mpp) for img in images]
+    t0 = time.perf_counter()
+    xs = [to_model_resolution(spec, img, plan.level_mpp or None) for img in images]
     if len({x.shape for x in xs}) == 1 and not (spec.tile_size and max(xs[0].shape[:2]) > spec.tile_size):
         probs = list(forward(np.stack(xs)))
     else:
         probs = [forward_image(forward, spec, x) for x in xs]
-    return [predict(forward, spec, img, mpp=mpp, probabilities=p) for img, p in zip(images, probs)]
+    timing["model"] = timing.get("model", 0.0) + time.perf_counter() - t0
+    return probs
+
+
+def _postprocess(forward, spec, images, probs, plan, timing) -> list:
+    """``zoo.inference.predict`` on each tile with its probabilities: the one post-processing and class assignment."""
+    from zoo.inference import predict
+
+    t0 = time.perf_counter()
+    preds = [predict(forward, spec, img, mpp=plan.level_mpp or None, probabilities=p) for img, p in zip(images, probs)]
+    timing["postprocess"] = timing.get("postprocess", 0.0) + time.perf_counter() - t0
+    return preds
+
+
+def _predict_batch(forward, spec, images, plan, timing=None) -> list:
+    """Model then post-processing of a batch of tiles, one after the other (plain tile-by-tile prediction)."""
+    timing = {} if timing is None else timing
+    return _postprocess(forward, spec, images, _forward_batch(forward, spec, images, plan, timing), plan, timing)
 
 
 def _accepted(tile, grid, cache, out) -> np.ndarray:
@@ -229,10 +280,12 @@ def _finish_tile(tile, image, pred, plan, spec, out, grid, cache) -> None:
         y0 = y1 = x0 = x1 = 0
     arrays = {f"col_{k}": np.asarray(v) for k, v in table.items() if k != "class_name"}
     arrays["col_class_name"] = np.asarray(table["class_name"], dtype=str)
-    cache[tile.index] = ((tile.y + y0, tile.x + x0), kept[y0:y1, x0:x1] > 0)
+    crop = kept[y0:y1, x0:x1]
+    crop = crop.astype(np.uint16) if crop.size and crop.max() < 2 ** 16 else crop  # half the bytes to compress
+    cache[tile.index] = ((tile.y + y0, tile.x + x0), crop > 0)
     with atomic.atomic_path(tile_path(out, tile.index)) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, origin=np.array([tile.y + y0, tile.x + x0]), labels=kept[y0:y1, x0:x1],
+            np.savez_compressed(fh, origin=np.array([tile.y + y0, tile.x + x0]), labels=crop,
                                 features=np.array(json.dumps(feats, separators=(",", ":"))),
                                 stats=np.array(json.dumps(stats)), **arrays)
 

@@ -84,3 +84,18 @@ def test_bad_file_is_one_line_naming_it(tmp_path, name, content):
     assert str(p) in msg and "\n" not in msg
     with pytest.raises(DataError, match="no such slide file"):
         open_slide(tmp_path / "missing.svs")
+
+
+def test_openslide_reads_the_svs_like_file_as_tifffile_does(mosaic, tmp_path):
+    """With the optional [slides] extra, OpenSlide opens the SVS-like TIFF (JPEG tiles + JPEGTables) as Aperio, with
+    the same levels, mpp and pixels as the tifffile reader."""
+    pytest.importorskip("openslide", reason="the optional extra histozoo[slides] (openslide-python + openslide-bin)")
+    from zoo.slides import write_pyramid
+    from zoo.slides.readers import OpenSlideSlide, TiffSlide
+
+    p = write_pyramid(str(tmp_path / "jpeg.svs"), mosaic, MPP, "svs", tile=128, compression="jpeg", min_side=160)
+    with OpenSlideSlide(p) as o, TiffSlide(p) as t:
+        assert o.format == "openslide:aperio" and o.mpp == pytest.approx(MPP) == t.mpp
+        assert [lv.shape for lv in o.levels] == [lv.shape for lv in t.levels]
+        for level in range(len(t.levels)):
+            assert np.array_equal(o.read_region(level, 30, 70, 90, 140), t.read_region(level, 30, 70, 90, 140))

@@ -1,0 +1,161 @@
+"""Whole-slide throughput (issue 24): ``zoo.slides.predict_slide`` on a mosaic of real MoNuSeg test images written as a
+pyramidal OME-TIFF, beside plain tile-by-tile prediction of the same tiles in memory, in the same run.
+
+- slide: ``predict_slide`` end to end (tissue detection, tile reads from the TIFF with the prefetch thread, model,
+  post-processing, the seam rule, per-tile measurements + QuPath features + atomic tile files, the streamed
+  GeoJSON / CSV / Parquet / overlay).
+- tiles: the same tissue tiles (same grid, tile size, overlap and batch) cut from the mosaic in memory, through the
+  same model calls and ``zoo.inference.predict`` (post-processing), nothing stitched, measured or written.
+
+overhead = slide seconds / tiles seconds - 1: what stitching, measurements and I/O add to model + post-processing time
+(the issue's bar: <= 10 %). Each mode runs in its own child process (so each peak RSS is its own, VmHWM), A then B,
+``--reps`` times alternating; the median is reported. Throughput: level-0 megapixels of the slide per second and
+nuclei per second.
+
+    python benchmarks/slides.py --grid 2 --crop 1000 --reps 1 [--model pretrained:nuclei-unet-monuseg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import add_load_argument, start_guard  # noqa: E402  (benchmarks/_common.py)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.environ.get("HISTOZOO_DATA", os.path.join(HERE, "..", "..", "shared", "data"))
+MPP = 0.25
+
+
+def build_mosaic(grid: int, crop: int, path: str) -> tuple:
+    """grid x grid MoNuSeg test images (cropped to crop x crop) as a pyramidal OME-TIFF at 0.25 µm/px."""
+    from zoo.data.imageio import read_rgb
+    from zoo.slides import write_pyramid
+
+    files = sorted(glob.glob(os.path.join(DATA, "monuseg2018", "MoNuSegTestData", "*.png")))[:grid * grid]
+    if len(files) < grid * grid:
+        raise SystemExit(f"need {grid * grid} MoNuSeg test images under {DATA}, found {len(files)}")
+    tiles = [read_rgb(f)[:crop, :crop] for f in files]
+    rows = [np.concatenate(tiles[r * grid:(r + 1) * grid], 1) for r in range(grid)]
+    mosaic = np.concatenate(rows, 0)
+    write_pyramid(path, mosaic, MPP, "ome")
+    return mosaic.shape
+
+
+def _peak_rss_mib() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def child(args) -> dict:
+    """One measurement in this process: ``--mode slide`` or ``--mode tiles``."""
+    from zoo.inference import as_forward
+    from zoo.slides import open_slide, predict_slide
+    from zoo.slides.run import _predict_batch, plan_run
+    from zoo.slides.tiled import tile_grid
+    from zoo.slides.tissue import detect_tissue
+    from zoo.training.tracking import load
+
+    loaded = load(args.model)
+    model, spec = loaded.model, loaded.spec
+    forward = as_forward(model, spec)
+    forward(np.zeros((args.batch, 64, 64, 3), np.uint8))  # trace once, outside the timing (both modes)
+    if args.mode == "slide":
+        out = tempfile.mkdtemp(prefix="slide_bench_", dir=args.workdir)
+        t = time.perf_counter()
+        s = predict_slide(args.slide, model, spec, out, tile_size=args.tile_size, batch=args.batch, progress=False)
+        wall = time.perf_counter() - t
+        return {"mode": "slide", "seconds": wall, "nuclei": s["nuclei"], "tiles_run": s["tiles_run"],
+                "tiles": s["tiles"], "by_step": s["run"]["seconds_by_step"], "tile": s["tile_size_level"],
+                "overlap": s["overlap_level"], "peak_rss_mib": _peak_rss_mib()}
+    # tiles: the same tissue tiles, cut from the slide into memory before the clock starts
+    with open_slide(args.slide) as sl:
+        plan = plan_run(sl, spec, args.tile_size)
+        tissue = detect_tissue(sl)
+        d = plan.downsample
+        run = [t for t in tile_grid(plan.level_shape, plan.tile, plan.overlap)
+               if tissue.any_in(t.cy0 * d, t.cx0 * d, t.cy1 * d, t.cx1 * d)]
+        mosaic = sl.read_region(plan.level, 0, 0, *plan.level_shape)
+    images = [mosaic[t.y:t.y + t.h, t.x:t.x + t.w] for t in run]
+    timing: dict = {}
+    t = time.perf_counter()
+    n = 0
+    for i in range(0, len(images), args.batch):
+        n += sum(p.num_instances for p in _predict_batch(forward, spec, images[i:i + args.batch], plan, timing))
+    wall = time.perf_counter() - t
+    return {"mode": "tiles", "seconds": wall, "instances_all_tiles": n, "tiles_run": len(run),
+            "by_step": {k: round(v, 3) for k, v in timing.items()}, "peak_rss_mib": _peak_rss_mib()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="pretrained:nuclei-unet-monuseg")
+    ap.add_argument("--grid", type=int, default=2, help="mosaic of grid x grid MoNuSeg test images")
+    ap.add_argument("--crop", type=int, default=1000, help="each image cropped to crop x crop")
+    ap.add_argument("--tile-size", type=int, default=None, help="model pixels (default: predict_slide's)")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--mode", choices=["slide", "tiles"], help=argparse.SUPPRESS)
+    ap.add_argument("--slide", help=argparse.SUPPRESS)
+    ap.add_argument("--workdir", help=argparse.SUPPRESS)
+    add_load_argument(ap)
+    args = ap.parse_args()
+    if args.mode:
+        print("RESULT " + json.dumps(child(args)))
+        return
+    guard = start_guard(args)
+    import subprocess as sp
+
+    commit = sp.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
+    with tempfile.TemporaryDirectory(prefix="slides_bench_") as work:
+        slide = os.path.join(work, "mosaic.ome.tif")
+        shape = build_mosaic(args.grid, args.crop, slide)
+        mp = shape[0] * shape[1] / 1e6
+        print(f"mosaic {shape[1]} x {shape[0]} ({mp:.2f} MP, {args.grid}x{args.grid} MoNuSeg test images) at "
+              f"{MPP} µm/px; model {args.model}; batch {args.batch}; commit {commit}", flush=True)
+        results = {"slide": [], "tiles": []}
+        for _ in range(args.reps):
+            for mode in ("slide", "tiles"):
+                cmd = [sys.executable, os.path.abspath(__file__), "--mode", mode, "--slide", slide, "--workdir", work,
+                       "--model", args.model, "--batch", str(args.batch)]
+                if args.tile_size:
+                    cmd += ["--tile-size", str(args.tile_size)]
+                p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
+                if p.returncode or not line:
+                    raise SystemExit(f"{mode} run failed ({p.returncode}): {p.stderr.strip().splitlines()[-1:]}")
+                results[mode].append(json.loads(line[0][7:]))
+                r = results[mode][-1]
+                print(f"  {mode:6s} {r['seconds']:8.2f} s  peak RSS {r['peak_rss_mib']:7.0f} MiB  {r['by_step']}",
+                      flush=True)
+    a = sorted(results["slide"], key=lambda r: r["seconds"])[len(results["slide"]) // 2]
+    b = sorted(results["tiles"], key=lambda r: r["seconds"])[len(results["tiles"]) // 2]
+    overhead = a["seconds"] / b["seconds"] - 1
+    print(f"slide:  {mp / a['seconds']:.3f} MP/s, {a['nuclei'] / a['seconds']:.1f} nuclei/s ({a['nuclei']} nuclei, "
+          f"{a['tiles_run']} of {a['tiles']} tiles of {a['tile']} px, overlap {a['overlap']}), {a['seconds']:.2f} s, "
+          f"peak RSS {a['peak_rss_mib']:.0f} MiB")
+    print(f"tiles:  {mp / b['seconds']:.3f} MP/s ({b['tiles_run']} tiles: model + post-processing only), "
+          f"{b['seconds']:.2f} s, peak RSS {b['peak_rss_mib']:.0f} MiB")
+    print(f"overhead of stitching + measurements + I/O: {overhead * 100:+.1f} % of model + post-processing time")
+    record = guard.finish()
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"commit": commit, "shape": shape, "slide": results["slide"], "tiles": results["tiles"],
+                       "overhead": overhead, "load": record}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
