@@ -8,7 +8,8 @@ Architecture (Fig. 3c; the residual networks of Gulrajani et al.'s WGAN-GP CIFAR
 - G: (z, one-hot c) -> dense -> S/8 x S/8 x g_filters -> 3 up resblocks (batch norm, ReLU, nearest-neighbour x2,
   3x3 conv, batch norm, ReLU, 3x3 conv; shortcut: nearest x2 + 1x1 conv) -> batch norm, ReLU, 3x3 conv, tanh.
 - D: 4 resblocks without batch norm (1: conv, ReLU, conv, mean-pool with a mean-pool + 1x1 shortcut; 2: ReLU, conv,
-  ReLU, conv, mean-pool; 3, 4: the same without resampling, identity shortcut) -> ReLU, spatial mean, dense -> 1.
+  ReLU, conv, mean-pool; 3, 4: the same without resampling, identity shortcut) -> ReLU, spatial mean, dense -> 1 (no bias: the WGAN
+  losses are blind to a constant).
 - Q: Hu et al. "G, D and Q all have the structures of residual networks": its own trunk, D's architecture, then a
   dense layer to k logits (``q_shares_trunk=False``). Yuan & Suh: "the discriminator D is connected to two modules,
   D_D and D_Q": one trunk with a critic head and a Q head (``q_shares_trunk=True``).
@@ -270,7 +271,8 @@ class InfoGAN(keras.Model):
         # === Layers ===
         self.generator = Generator(cfg.image_size, cfg.g_filters, name="generator")
         self.d_trunk = Trunk(cfg.d_filters, name="d_trunk")
-        self.d_head = keras.layers.Dense(1, name="d_head")
+        # no bias: L_D and L_G are invariant to a constant added to D (its gradient is always 0)
+        self.d_head = keras.layers.Dense(1, use_bias=False, name="d_head")
         self.q_trunk = None if cfg.q_shares_trunk else Trunk(cfg.q_filters, name="q_trunk")
         self.q_head = keras.layers.Dense(cfg.categories, name="q_head")
         self.seed_generator = keras.random.SeedGenerator(0, name="noise_seed")
