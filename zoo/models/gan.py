@@ -354,6 +354,17 @@ class InfoGAN(keras.Model):
         noise, _ = self.noise(int(np.shape(z)[0]), c=c, z=z)
         return (self.generate_scaled(noise, training=training) + 1.0) * 0.5
 
+    def sample_grid(self, rows: int = 8, seed: int = 0) -> np.ndarray:
+        """The papers' Fig. 5 / Fig. 7 grid of G's samples as uint8 [rows * S, k * S, 3]: row r holds one fixed z
+        (numpy ``default_rng(seed)``), column j the category c = j."""
+        cfg = self._config
+        z = np.random.default_rng(seed).standard_normal((rows, cfg.noise_dim)).astype(np.float32)
+        imgs = np.asarray(self.generate(np.repeat(z, cfg.categories, axis=0),
+                                        np.tile(np.arange(cfg.categories, dtype=np.int32), rows)))
+        s, k = cfg.image_size, cfg.categories
+        grid = imgs.reshape(rows, k, s, s, 3).transpose(0, 2, 1, 3, 4).reshape(rows * s, k * s, 3)
+        return np.clip(np.rint(grid * 255.0), 0, 255).astype(np.uint8)
+
     def embed_scaled(self, x, training=None):
         """D's features of images in [-1, 1]: each resblock's output max-pooled to 4 x 4, concatenated [B, E]."""
         feats = self.d_trunk(x, training=training)

@@ -18,7 +18,6 @@ watches for divergence), ``v_dg`` = V(D, G) = E[D(x)] - E[D(G(z, c))] (eq. 8, th
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from zoo.errors import ConfigError
@@ -117,15 +116,3 @@ def train_step(model, data) -> dict:
     t["q_loss"].update_state(info_step(model, share))
     return {k: m.result() for k, m in t.items()}
 
-
-def sample_grid(model, rows: int = 8, seed: int = 0) -> np.ndarray:
-    """The papers' Fig. 5 / Fig. 7 grid as uint8 [rows * S, k * S, 3]: row r holds one fixed z, column j the
-    category c = j."""
-    cfg = model.config
-    z = np.random.default_rng(seed).standard_normal((rows, cfg.noise_dim)).astype(np.float32)
-    zz = np.repeat(z, cfg.categories, axis=0)
-    cc = np.tile(np.arange(cfg.categories, dtype=np.int32), rows)
-    imgs = np.asarray(model.generate(zz, cc, training=False))
-    s = cfg.image_size
-    grid = imgs.reshape(rows, cfg.categories, s, s, 3).transpose(0, 2, 1, 3, 4).reshape(rows * s, cfg.categories * s, 3)
-    return np.clip(np.rint(grid * 255.0), 0, 255).astype(np.uint8)

@@ -124,7 +124,7 @@ def test_sample_grid_rows_are_fixed_z_columns_are_c():
     keras.utils.set_random_seed(0)
     model = models.build("infowgan_gp", TINY)
     model.build()
-    grid = gan.sample_grid(model, rows=2, seed=3)
+    grid = model.sample_grid(rows=2, seed=3)
     assert grid.shape == (16, 24, 3) and grid.dtype == np.uint8
     z = np.random.default_rng(3).standard_normal((2, 4)).astype(np.float32)
     one = np.asarray(model.generate(z[1:2], [2]))[0]  # row 1, column c = 2
@@ -194,3 +194,36 @@ def test_histozoo_train_gan_checkpoints_and_resumes(tmp_path, monkeypatch, eager
     assert len(hist["loss"]) == 2 and set(hist) >= {"loss", "v_dg", "gp", "g_loss", "q_loss"}
     spec = json.loads((tmp_path / "split/checkpoints/spec.json").read_text())
     assert spec["channels"] == ["cluster_0", "cluster_1", "cluster_2"] and spec["divisor"] == 8
+
+
+def test_histozoo_cluster_writes_csv_sheet_and_the_clustering_metrics(tmp_path):
+    import csv
+
+    from histozoo.cli import main
+    from zoo.data import records
+    from zoo.metrics.clustering import clustering_report
+
+    crops = _crops_dir(str(tmp_path))
+    keras.utils.set_random_seed(0)
+    model = models.build("infowgan_gp", TINY)
+    model.build()
+    model.save(str(tmp_path / "gan.keras"))
+    assert main(["cluster", str(tmp_path / "gan.keras"), crops, "--out", str(tmp_path / "cl"), "--per-cluster", "3",
+                 "--samples", "2", "--quiet"]) == 0
+    samples = list(records.read_samples(records.list_shards(crops)))
+    x = np.stack([s.image for s in samples]).astype(np.float32) / 255.0
+    want = np.asarray(model(x)["probabilities"]).argmax(1)
+    with open(tmp_path / "cl/clusters.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["image_id"] for r in rows] == [s.image_id for s in samples]
+    np.testing.assert_array_equal([int(r["cluster"]) for r in rows], want)
+    types = np.array([int(s.instance_classes[0]) for s in samples])
+    assert [int(r["type"]) for r in rows] == types.tolist() and {r["type_name"] for r in rows} == {"a", "b"}
+    m = json.loads((tmp_path / "cl/metrics.json").read_text())
+    ref = clustering_report(want, types)
+    assert (m["purity"], m["entropy"], m["f1_weighted"]) == (ref["purity"], ref["entropy"], ref["f1_weighted"])
+    from PIL import Image
+
+    assert Image.open(tmp_path / "cl/contact_sheet.png").size == (3 * 10 + 2, 3 * 10 + 2)  # k rows of 3, gaps 2
+    assert Image.open(tmp_path / "cl/generated.png").size == (3 * 8, 2 * 8)
+    assert main(["cluster", str(tmp_path / "gan.keras"), crops, "--out", str(tmp_path / "c2"), "--split", "test"]) == 2  # no such split: one line
