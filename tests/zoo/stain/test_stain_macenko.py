@@ -91,3 +91,52 @@ def test_deconvolve_gives_hematoxylin_and_eosin(tiles):
     conc, he, code = MacenkoNormalizer(beta=0.01, jit=False).deconvolve(img)
     assert int(code) == 0 and conc.shape == (64, 64, 2)
     np.testing.assert_allclose(conc.numpy().reshape(-1, 2), c, atol=0.03)
+
+
+# ------------------------------------------------------------------ the staged transform (jit=True, the default)
+@pytest.fixture(scope="module")
+def full_images(shared_data):
+    from zoo.data.imageio import read_rgb
+
+    return [read_rgb(str(p)) for p in sorted((shared_data / "monuseg2018" / "MoNuSegTestData").glob("*.png"))[1:3]]
+
+
+def test_fast_transform_equals_the_graph_definition(tiles, full_images, np_ref):
+    """transform() with jit runs five stages (OD by a 256-entry table, moments by one matrix product, the output
+    map folded into one 3x3 per image); tf_transform is the one-graph definition. On real tiles and two whole
+    1000x1000 MoNuSeg images: never more than 1 uint8 level apart, under 5 % of the values off by that level (the
+    float32 covariance of the graph is the less exact of the two: 3e-4 from float64 on a 1000x1000 image, the
+    moments' 1e-7), and no farther from the float64 numpy Macenko than the graph."""
+    fast = MacenkoNormalizer(jit=True).fit(tiles["target"])
+    graph = MacenkoNormalizer(jit=False).set_params(fast.params)
+    he_t, maxc_t = np_ref.np_macenko_estimate(tiles["target"])
+    for name, img in [(n, tiles[n]) for n in ("monuseg", "tnbc", "crc")] + [("full1", full_images[0]),
+                                                                           ("full2", full_images[1])]:
+        a, b = fast.transform(img).astype(int), graph.transform(img).astype(int)
+        assert np.abs(a - b).max() <= 1 and np.mean(a != b) < 0.05, (name, np.abs(a - b).max(), np.mean(a != b))
+        ref = np_ref.np_macenko(img, he_t, maxc_t).astype(int)
+        assert np.abs(a - ref).mean() <= np.abs(b - ref).mean() + 0.01, name
+
+
+def test_fast_transform_falls_back_image_by_image(tiles, blank_tiles):
+    """A batch mixing tissue, blank and single-colour tiles: the blank and flat ones come back unchanged with their
+    codes, the tissue tile is normalised as on its own (float32 sums blocked differently in a batch: at most 1 level,
+    on under 0.1 % of the values)."""
+    norm = MacenkoNormalizer(jit=True).fit(tiles["target"])
+    flat = np.zeros((256, 256, 3), np.uint8) + np.array([150, 80, 160], np.uint8)
+    white = np.full((256, 256, 3), 255, np.uint8)
+    batch = np.stack([tiles["monuseg"], white, flat])
+    out, infos = norm.transform(batch, return_info=True)
+    assert [i["fallback"] for i in infos] == [None, "no_tissue", "degenerate"]
+    np.testing.assert_array_equal(out[1:], batch[1:])
+    alone = norm.transform(tiles["monuseg"]).astype(int)
+    assert np.abs(out[0] - alone).max() <= 1 and np.mean(out[0] != alone) < 0.001
+    assert np.abs(out[0].astype(int) - tiles["monuseg"]).mean() > 3  # it did change
+
+
+def test_od_table_is_the_optical_density_of_every_level():
+    from zoo.stain.macenko import od_table
+
+    t = od_table(240.0)
+    assert t.dtype == np.float32 and t.shape == (256,)
+    assert t[239] == 0.0 and abs(t[0] - np.log(240.0)) < 1e-6 and abs(t[255] - np.log(240 / 256)) < 1e-7
