@@ -227,3 +227,20 @@ def test_histozoo_cluster_writes_csv_sheet_and_the_clustering_metrics(tmp_path):
     assert Image.open(tmp_path / "cl/contact_sheet.png").size == (3 * 10 + 2, 3 * 10 + 2)  # k rows of 3, gaps 2
     assert Image.open(tmp_path / "cl/generated.png").size == (3 * 8, 2 * 8)
     assert main(["cluster", str(tmp_path / "gan.keras"), crops, "--out", str(tmp_path / "c2"), "--split", "test"]) == 2  # no such split: one line
+
+
+@pytest.mark.parametrize("path, model, k, z, size, lrs", [
+    ("configs/gan/hu_infowgan_gp.yaml", "infowgan_gp", 5, 32, 32, (2e-4, 2e-4, 2e-4)),
+    ("configs/gan/yuan_suh_infogan.yaml", "yuan_suh_infogan", 3, 16, 40, (1e-4, 1e-4, 2e-4)),
+])
+def test_shipped_configs_are_the_papers(path, model, k, z, size, lrs):
+    from zoo.training import ExperimentConfig
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    cfg = ExperimentConfig.load(os.path.join(root, path))
+    mc = models.get(cfg.model).config_class.from_dict(cfg.model_config)
+    inp = cfg.input_config()
+    assert (cfg.model, mc.categories, mc.noise_dim, mc.image_size, inp.patch_size) == (model, k, z, size, size)
+    assert (cfg.learning_rate, mc.d_learning_rate, mc.q_learning_rate) == lrs  # G, D (D_D), Q (D_Q)
+    assert inp.batch_size == mc.n_critic * 64 and (inp.rot90, inp.flip) == (True, False)
+    assert cfg.loss == "infowgan_gp" and cfg.loss_config == {"lambda_gp": 10.0, "lambda_info": 1.0}
