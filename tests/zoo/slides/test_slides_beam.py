@@ -140,3 +140,42 @@ def test_slide_names_and_errors(tmp_path):
         list_slides([str(tmp_path / "nothing*.tif")])
     with pytest.raises(ConfigError, match=r"has the output name 'S1' of .*a/S1.tif too"):
         output_dirs(list_slides([str(tmp_path / "*" / "S1.*")]), str(tmp_path / "out"))
+
+
+def _batch_cli(argv):
+    """``histozoo slide batch ARGV`` through its own module (histozoo.commands.slide_batch.add registers it on the
+    ``slide`` subparsers)."""
+    import argparse
+
+    from histozoo.commands import slide_batch
+
+    parser = argparse.ArgumentParser(prog="histozoo slide")
+    slide_batch.add(parser.add_subparsers())
+    args = parser.parse_args(["batch", *argv])
+    return args.func(args)
+
+
+def test_cli_rerun_over_finished_slides_needs_no_beam(two_slides, quickstart_model, tmp_path, capsys):
+    """Host side (no apache-beam here): slides finished by predict_slide are skipped without starting Beam or loading
+    the model, and no file changes; one unfinished slide needs Beam, which is refused in one line."""
+    import importlib.util
+
+    from zoo.errors import ConfigError
+    from zoo.slides import predict_slide
+
+    model, spec, run_dir = quickstart_model
+    root, slides = two_slides
+    out = tmp_path / "out"
+    for s, name in zip(slides, ("tnbc01", "monuseg-2Z")):
+        predict_slide(s, model, spec, str(out / name), tile_size=TILE, progress=False)
+    before = _files(out)
+    argv = ["--slides", str(root / "*.tif"), "--slides", str(root / "*.svs"), "--model", str(run_dir),
+            "--out", str(out), "--quiet", "--tile-size", str(TILE)]
+    assert _batch_cli(argv) == 0
+    assert capsys.readouterr().out.startswith("2 slides: 0 predicted, 2 already complete (skipped), 0 failed")
+    assert _files(out) == before
+    if importlib.util.find_spec("apache_beam") is None:
+        os.remove(out / "monuseg-2Z" / "summary.json")
+        with pytest.raises(ConfigError, match=r"^apache-beam is not installed in this environment .*tfx_env.sh run "
+                                              r"histozoo slide batch"):
+            _batch_cli(argv)
