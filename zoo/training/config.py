@@ -141,7 +141,7 @@ class DistributeConfig:
     strategy: none (default: the default strategy, one device) | mirrored (``tf.distribute.MirroredStrategy``: one
     machine, one replica per device, gradients all-reduced each step) | multi_worker
     (``tf.distribute.MultiWorkerMirroredStrategy``: the cluster and this worker's task from the ``TF_CONFIG``
-    environment variable; every worker runs the same command).
+    environment variable; every worker runs the same command; refused for now: Keras 3.15's fit fails under it).
     devices: mirrored only: the devices to mirror over, e.g. ["/gpu:0", "/gpu:1"] ([] = every GPU, or the CPU).
     communication: multi_worker only: the collective implementation, auto | ring | nccl.
     ``input.batch_size`` stays the global batch: each step's batch is split evenly across the replicas (so it must be
@@ -228,7 +228,8 @@ class ExperimentConfig:
     tracking: MLflow settings (TrackingConfig): enabled, experiment, register_as ("" = do not register), log_model.
     distribute: multi-device training (DistributeConfig): {strategy: none | mirrored | multi_worker, devices,
     communication}; ``input.batch_size`` is the global batch, split evenly across the replicas, so the weights match
-    one device's with the same batch (tested to atol 1e-5 on two logical CPUs); multi_worker reads TF_CONFIG.
+    one device's with the same batch (tested to atol 1e-5 on two logical CPUs); multi_worker reads TF_CONFIG and is
+    refused in one line while Keras 3.15's fit fails under it (keras-team/keras#20585; docs/scale.md).
 
     The sections are stored as the plain mappings they were given (so ``to_dict`` / YAML round-trip exactly);
     ``input_config()``, ``tracking_config()``, ``lr_schedule_config()`` and ``distribute_config()`` return them
