@@ -143,3 +143,19 @@ def test_build_context_leaves_venvs_and_runs_out():
     ignore = (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().split()
     for path in (".venv", ".git", "runs", "mlruns", "build", "tfx_root"):
         assert path in ignore
+
+
+@pytest.mark.tfx
+def test_compile_pipeline_refuses_then_allows_local(tmp_path, tiny_experiment):
+    """In the TFX environment: the API refuses a local data root before compiling; --allow-local compiles it with
+    the placeholder root (a DAG to inspect), and the spec then names them as given."""
+    from pipelines.kubeflow_runner import compile_pipeline, dag_tasks
+
+    out = tmp_path / "spec.json"
+    with pytest.raises(ConfigError, match=r"^--data-root: 'data/tnbc' is a path on this machine"):
+        compile_pipeline(tiny_experiment("tnbc-unet"), "tnbc", "data/tnbc", str(out), pipeline_root="gs://b/root")
+    assert not out.exists()
+    spec = compile_pipeline(tiny_experiment("tnbc-unet"), "tnbc", "data/tnbc", str(out), allow_local=True)
+    assert "HistoExampleGen" in dag_tasks(spec)
+    text = out.read_text()
+    assert "gs://YOUR_BUCKET/histozoo/tnbc-unet" in text and "data/tnbc" in text
