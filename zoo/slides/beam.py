@@ -67,7 +67,7 @@ def list_slides(patterns: Sequence[str]) -> list[str]:
             continue
         hits = sorted(glob.glob(os.path.expanduser(pat), recursive=True)) if glob.has_magic(pat) else \
             ([pat] if os.path.exists(pat) else [])
-        hits = [h for h in hits if os.path.isfile(h) or h.lower().endswith(".mrxs")]
+        hits = [h for h in hits if os.path.isfile(h)]
         if not hits:
             raise DataError(pat, "no slide files match")
         found += [os.path.abspath(h) for h in hits]
