@@ -6,9 +6,11 @@ pyramidal OME-TIFF, beside plain tile-by-tile prediction of the same tiles in me
   GeoJSON / CSV / Parquet / overlay).
 - tiles: the same tissue tiles (same grid, tile size, overlap and batch) cut from the mosaic in memory, through the
   same model calls and ``zoo.inference.predict`` (post-processing), nothing stitched, measured or written.
+- tiles+outputs: as tiles, plus what ``histozoo predict`` computes per image in memory: the per-nucleus table
+  (``zoo.inference.outputs.nucleus_table``) and the QuPath features (``geojson_features``, pixel-edge polygons).
 
 overhead = slide seconds / tiles seconds - 1: what stitching, measurements and I/O add to model + post-processing time
-(the issue's bar: <= 10 %). Each mode runs in its own child process (so each peak RSS is its own, VmHWM), A then B,
+(the issue's bar: <= 10 %); the slide beside tiles+outputs isolates stitching + I/O from making the outputs. Each mode runs in its own child process (so each peak RSS is its own, VmHWM), A then B,
 ``--reps`` times alternating; the median is reported. Throughput: level-0 megapixels of the slide per second and
 nuclei per second.
 
@@ -34,6 +36,7 @@ from _common import add_load_argument, start_guard  # noqa: E402  (benchmarks/_c
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.environ.get("HISTOZOO_DATA", os.path.join(HERE, "..", "..", "shared", "data"))
 MPP = 0.25
+MODES = ("slide", "tiles", "tiles_outputs")
 
 
 def build_mosaic(grid: int, crop: int, path: str) -> tuple:
@@ -93,9 +96,17 @@ def child(args) -> dict:
     t = time.perf_counter()
     n = 0
     for i in range(0, len(images), args.batch):
-        n += sum(p.num_instances for p in _predict_batch(forward, spec, images[i:i + args.batch], plan, timing))
+        preds = _predict_batch(forward, spec, images[i:i + args.batch], plan, timing)
+        n += sum(p.num_instances for p in preds)
+        if args.mode == "tiles_outputs":
+            from zoo.inference.outputs import geojson_features, nucleus_table
+
+            t0 = time.perf_counter()
+            for img, p in zip(images[i:i + args.batch], preds):
+                geojson_features(p, nucleus_table(p, img))
+            timing["outputs"] = timing.get("outputs", 0.0) + time.perf_counter() - t0
     wall = time.perf_counter() - t
-    return {"mode": "tiles", "seconds": wall, "instances_all_tiles": n, "tiles_run": len(run),
+    return {"mode": args.mode, "seconds": wall, "instances_all_tiles": n, "tiles_run": len(run),
             "by_step": {k: round(v, 3) for k, v in timing.items()}, "peak_rss_mib": _peak_rss_mib()}
 
 
@@ -108,7 +119,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--json", default=None, help="also write the results here")
-    ap.add_argument("--mode", choices=["slide", "tiles"], help=argparse.SUPPRESS)
+    ap.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)
     ap.add_argument("--slide", help=argparse.SUPPRESS)
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
     add_load_argument(ap)
@@ -126,9 +137,9 @@ def main() -> None:
         mp = shape[0] * shape[1] / 1e6
         print(f"mosaic {shape[1]} x {shape[0]} ({mp:.2f} MP, {args.grid}x{args.grid} MoNuSeg test images) at "
               f"{MPP} µm/px; model {args.model}; batch {args.batch}; commit {commit}", flush=True)
-        results = {"slide": [], "tiles": []}
+        results: dict = {m: [] for m in MODES}
         for _ in range(args.reps):
-            for mode in ("slide", "tiles"):
+            for mode in MODES:
                 cmd = [sys.executable, os.path.abspath(__file__), "--mode", mode, "--slide", slide, "--workdir", work,
                        "--model", args.model, "--batch", str(args.batch)]
                 if args.tile_size:
@@ -139,22 +150,25 @@ def main() -> None:
                     raise SystemExit(f"{mode} run failed ({p.returncode}): {p.stderr.strip().splitlines()[-1:]}")
                 results[mode].append(json.loads(line[0][7:]))
                 r = results[mode][-1]
-                print(f"  {mode:6s} {r['seconds']:8.2f} s  peak RSS {r['peak_rss_mib']:7.0f} MiB  {r['by_step']}",
+                print(f"  {mode:13s} {r['seconds']:8.2f} s  peak RSS {r['peak_rss_mib']:7.0f} MiB  {r['by_step']}",
                       flush=True)
-    a = sorted(results["slide"], key=lambda r: r["seconds"])[len(results["slide"]) // 2]
-    b = sorted(results["tiles"], key=lambda r: r["seconds"])[len(results["tiles"]) // 2]
+    a, b, c = (sorted(results[m], key=lambda r: r["seconds"])[len(results[m]) // 2] for m in MODES)
     overhead = a["seconds"] / b["seconds"] - 1
+    overhead_io = a["seconds"] / c["seconds"] - 1
     print(f"slide:  {mp / a['seconds']:.3f} MP/s, {a['nuclei'] / a['seconds']:.1f} nuclei/s ({a['nuclei']} nuclei, "
           f"{a['tiles_run']} of {a['tiles']} tiles of {a['tile']} px, overlap {a['overlap']}), {a['seconds']:.2f} s, "
           f"peak RSS {a['peak_rss_mib']:.0f} MiB")
     print(f"tiles:  {mp / b['seconds']:.3f} MP/s ({b['tiles_run']} tiles: model + post-processing only), "
           f"{b['seconds']:.2f} s, peak RSS {b['peak_rss_mib']:.0f} MiB")
-    print(f"overhead of stitching + measurements + I/O: {overhead * 100:+.1f} % of model + post-processing time")
+    print(f"tiles+outputs: {mp / c['seconds']:.3f} MP/s (the same + per-nucleus table and QuPath polygons in memory), "
+          f"{c['seconds']:.2f} s, peak RSS {c['peak_rss_mib']:.0f} MiB")
+    print(f"overhead of stitching + measurements + polygons + I/O: {overhead * 100:+.1f} % of model + post-processing "
+          f"time; of stitching + I/O alone (slide vs tiles+outputs): {overhead_io * 100:+.1f} %")
     record = guard.finish()
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"commit": commit, "shape": shape, "slide": results["slide"], "tiles": results["tiles"],
-                       "overhead": overhead, "load": record}, fh, indent=1)
+            json.dump({"commit": commit, "shape": shape, **results, "overhead": overhead,
+                       "overhead_stitch_io": overhead_io, "load": record}, fh, indent=1)
 
 
 if __name__ == "__main__":

@@ -267,46 +267,49 @@ def _finish_tile(tile, image, pred, plan, spec, out, grid, cache) -> None:
 
     held = _accepted(tile, grid, cache, out)
     kept, classes, stats = resolve_tile(pred.instances, pred.classes, tile, held, plan.level_shape)
-    kp = dataclasses.replace(pred, instances=kept, classes=classes)
-    table = slide_table(nucleus_table(kp, image), tile, plan, pred.mpp)
-    feats = geojson_features(kp, table)
-    d = plan.downsample
-    for f in feats:
-        f["geometry"]["coordinates"] = _shift(f["geometry"]["coordinates"], tile.x, tile.y, d)
     nz = np.nonzero(kept)
     if len(nz[0]):
         y0, y1, x0, x1 = nz[0].min(), nz[0].max() + 1, nz[1].min(), nz[1].max() + 1
     else:
         y0 = y1 = x0 = x1 = 0
+    crop = kept[y0:y1, x0:x1]  # measurements and outlines on the kept nuclei's box only
+    oy, ox = tile.y + y0, tile.x + x0
+    kp = dataclasses.replace(pred, instances=crop, classes=classes)
+    table = slide_table(nucleus_table(kp, image[y0:y1, x0:x1]), oy, ox, plan, pred.mpp)
+    feats = geojson_features(kp, table)
+    for f in feats:
+        f["geometry"]["coordinates"] = _shift(f["geometry"]["coordinates"], ox, oy, plan.downsample)
     arrays = {f"col_{k}": np.asarray(v) for k, v in table.items() if k != "class_name"}
     arrays["col_class_name"] = np.asarray(table["class_name"], dtype=str)
-    crop = kept[y0:y1, x0:x1]
     crop = crop.astype(np.uint16) if crop.size and crop.max() < 2 ** 16 else crop  # half the bytes to compress
-    cache[tile.index] = ((tile.y + y0, tile.x + x0), crop > 0)
+    cache[tile.index] = ((oy, ox), crop > 0)
     with atomic.atomic_path(tile_path(out, tile.index)) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, origin=np.array([tile.y + y0, tile.x + x0]), labels=crop,
-                                features=np.array(json.dumps(feats, separators=(",", ":"))),
+            np.savez_compressed(fh, origin=np.array([oy, ox]), labels=crop,
+                                features=np.frombuffer(json.dumps(feats, separators=(",", ":")).encode(), np.uint8),
                                 stats=np.array(json.dumps(stats)), **arrays)
 
 
 def _shift(coords, ox: float, oy: float, d: float):
-    """GeoJSON coordinates (QuPath pixel-corner convention) of a tile -> level-0 slide coordinates."""
-    if coords and isinstance(coords[0], (int, float)):
-        return [(coords[0] + ox) * d, (coords[1] + oy) * d]
+    """GeoJSON coordinates (QuPath pixel-corner convention) of a tile -> level-0 slide coordinates (one numpy operation
+    per ring; integral values stay integers, so the text is the same as a whole-image trace's)."""
+    if coords and isinstance(coords[0][0], (int, float)):  # a ring: [[x, y], ...]
+        r = (np.asarray(coords, np.float64) + (ox, oy)) * d
+        return r.astype(np.int64).tolist() if (r == np.round(r)).all() else r.tolist()
     return [_shift(c, ox, oy, d) for c in coords]
 
 
-def slide_table(table: dict, tile, plan: Plan, mpp: float) -> dict:
-    """``zoo.inference.outputs.nucleus_table`` of a tile -> slide coordinates: centroids and bboxes in level-0
+def slide_table(table: dict, oy: int, ox: int, plan: Plan, mpp: float) -> dict:
+    """``zoo.inference.outputs.nucleus_table`` of a crop whose top-left pixel is (``oy``, ``ox``) on the level ->
+    slide coordinates: centroids and bboxes in level-0
     pixels (pixel centres at integers; level pixel c covers level-0 [c * d, (c + 1) * d)), centroids in µm too,
     ``area_px`` in level-0 pixels; ``area_um2`` and the optical densities as measured."""
     d = plan.downsample
     t = dict(table)
     n = len(t["id"])
-    t["centroid_x"] = (np.asarray(t["centroid_x"], np.float64) + tile.x + 0.5) * d - 0.5
-    t["centroid_y"] = (np.asarray(t["centroid_y"], np.float64) + tile.y + 0.5) * d - 0.5
-    for k, o in (("bbox_x0", tile.x), ("bbox_x1", tile.x), ("bbox_y0", tile.y), ("bbox_y1", tile.y)):
+    t["centroid_x"] = (np.asarray(t["centroid_x"], np.float64) + ox + 0.5) * d - 0.5
+    t["centroid_y"] = (np.asarray(t["centroid_y"], np.float64) + oy + 0.5) * d - 0.5
+    for k, o in (("bbox_x0", ox), ("bbox_x1", ox), ("bbox_y0", oy), ("bbox_y1", oy)):
         t[k] = np.round((np.asarray(t[k], np.float64) + o) * d).astype(np.int64)
     t["area_px"] = np.round(np.asarray(t["area_px"], np.float64) * d * d).astype(np.int64)
     m0 = mpp / d if mpp else 0.0  # µm per level-0 pixel (the model's when the slide's is unknown)

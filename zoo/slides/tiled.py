@@ -86,10 +86,10 @@ def resolve_tile(instances: np.ndarray, classes: np.ndarray, tile: Tile, accepte
         return np.zeros(inst.shape, np.int32), np.zeros(1, np.int64), stats
     ids = np.arange(1, n + 1)
     area = np.bincount(inst.ravel(), minlength=n + 1)[1:].astype(np.float64)
-    yy, xx = np.indices(inst.shape)
-    flat = inst.ravel()
-    cy = np.bincount(flat, yy.ravel(), minlength=n + 1)[1:] / np.maximum(area, 1)
-    cx = np.bincount(flat, xx.ravel(), minlength=n + 1)[1:] / np.maximum(area, 1)
+    rows, cols = np.nonzero(inst)
+    lab = inst[rows, cols]
+    cy = np.bincount(lab, rows, minlength=n + 1)[1:] / np.maximum(area, 1)
+    cx = np.bincount(lab, cols, minlength=n + 1)[1:] / np.maximum(area, 1)
     # pixel centres at integers: core rows [cy0, cy1) own the centroids in [cy0 - 0.5, cy1 - 0.5); the slide's own
     # edges own everything beyond them
     gy, gx = cy + tile.y, cx + tile.x
