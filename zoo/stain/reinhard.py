@@ -12,9 +12,11 @@ the source, in a decorrelated colour space, is shifted and scaled to the target'
 
 Speed (transform with ``jit=True``): uint8 input makes the sRGB decoding a 256-entry table lookup; roots are Newton
 steps on a bit-level first guess (XLA's pow is ~4x slower on CPU); the per-image affine map in the colour space is
-folded with the matrix on the way back into one per-image 3x3 map (``_fold``); and the work is compiled as four
-small XLA programs (coordinates, moments, output, unpack), so that the costly per-pixel values are computed once
-and stored instead of being recomputed inside every fused reduction and output channel.
+folded with the matrix on the way back into one per-image 3x3 map (``_fold``); and the work is compiled as small
+XLA programs (coordinates, fold, output), so that the costly per-pixel values are computed once and stored instead
+of being recomputed inside every fused reduction and output channel. The moments come from one GEMM (Eigen's
+blocked float32 sums of the coordinates and their squares, shifted by the target's mean so that no digits cancel),
+the uint8 output is read off the bytes of the packed int32 levels, and the rare fallback select runs outside XLA.
 """
 
 from __future__ import annotations
@@ -310,13 +312,58 @@ class ReinhardNormalizer(StainNormalizer):
 
             params = self._param_tensors()
             jit = lambda f: tf.function(f, jit_compile=True, reduce_retracing=True)  # noqa: E731
-            s1, s3 = jit(self._stage_coords), jit(lambda c, g, h: _output(c, g, h, self.space))
-            s2, s4 = jit(lambda c, n: self._stage_fold(c, n, params)), jit(_unpack)
+            shift = params["lab_mean"][None, :, None]  # [1, 3, 1]
+
+            def coords_shifted(images):  # the target's mean subtracted: a float32 sum of squares keeps its digits
+                coords, no_tissue, frac = self._stage_coords(images)
+                return coords - shift, no_tissue, frac
+
+            s1, s3 = jit(coords_shifted), jit(lambda c, g, h: _output(c, g, h, self.space))
+            s2 = tf.function(_gemm_moments, reduce_retracing=True)  # Eigen's blocked GEMM, not an XLA reduction
+            # Reinhard's map depends on coords - mean only: the shifted coordinates and their mean give the same map
+            s_fold = jit(lambda mean, std, no_tissue: self._stage_fold_moments(mean, std, no_tissue, params))
 
             def run(images):
                 coords, no_tissue, frac = s1(images)
-                g, h, code = s2(coords, no_tissue)
-                return s4(images, s3(coords, g, h), code != FALLBACK_NONE), code, frac
+                g, h, code = s_fold(*s2(coords), no_tissue)
+                out = _unpack_bytes(s3(coords, g, h), images)
+                keep = code != FALLBACK_NONE
+                if bool(tf.reduce_any(keep)):  # rare: the select costs XLA as much as the output stage
+                    out = tf.where(keep[:, None, None, None], images, out)
+                return out, code, frac
 
             self._compiled = run
         return super()._compiled_fn()
+
+    def _stage_fold_moments(self, mean, std, no_tissue, params):
+        import tensorflow as tf
+
+        g, h, flat = _fold(mean, std, params["lab_mean"], params["lab_std"], self.space, self.min_std)
+        code = tf.where(no_tissue, FALLBACK_NO_TISSUE, tf.where(flat, FALLBACK_DEGENERATE, FALLBACK_NONE))
+        return g, h, code
+
+
+def _gemm_moments(coords):
+    """Mean and standard deviation per channel of planar coordinates [B, 3, N] from one pass: the sums of the
+    values and of their squares, both read off ``[c; 1] @ [c; 1]^T`` (a blocked float32 GEMM: std within ~1e-5
+    relative of the two-pass ``_moments``)."""
+    import tensorflow as tf
+
+    c1 = tf.concat([coords, tf.ones_like(coords[:, :1])], axis=1)
+    m = tf.matmul(c1, c1, transpose_b=True)  # [B, 4, 4]
+    n = m[:, 3, 3:]
+    mean = m[:, :3, 3] / n
+    var = tf.maximum(tf.linalg.diag_part(m[:, :3, :3]) / n - mean * mean, 0.0)
+    return mean, tf.sqrt(var)
+
+
+def _unpack_bytes(packed, images):
+    """Packed levels ``r + 256 g + 65536 b`` (int32 [B, N]) -> uint8 [B, H, W, 3] by reading the int32's bytes
+    (little-endian: r, g, b, 0) instead of three divisions per pixel; arithmetic on big-endian machines."""
+    import sys
+
+    import tensorflow as tf
+
+    if sys.byteorder != "little":
+        return _unpack(images, packed, tf.zeros([tf.shape(images)[0]], tf.bool))
+    return tf.reshape(tf.bitcast(packed, tf.uint8)[..., :3], tf.shape(images))

@@ -153,3 +153,18 @@ def test_reinhard_lalphabeta_space_matches_numpy_reference(tiles, tmp_path):
     np.testing.assert_array_equal(back.transform(batch), out)
     with pytest.raises(ConfigError, match="colour space"):
         ReinhardNormalizer(space="hsv")
+
+
+def test_fast_transform_equals_the_graph_definition_on_whole_images(shared_data):
+    """transform() with jit (moments from one GEMM, output bytes read off the packed int32, fallback select outside
+    XLA) against tf_transform's one-graph definition on two whole 1000x1000 MoNuSeg images: never more than 1 level
+    apart, on under 0.5 % of the values."""
+    from zoo.data.imageio import read_rgb
+
+    files = sorted((shared_data / "monuseg2018" / "MoNuSegTestData").glob("*.png"))
+    target, images = read_rgb(str(files[0])), [read_rgb(str(f)) for f in files[3:5]]
+    fast = ReinhardNormalizer(jit=True).fit(target)
+    graph = ReinhardNormalizer(jit=False).set_params(fast.params)
+    for img in images:
+        a, b = fast.transform(img).astype(int), graph.transform(img).astype(int)
+        assert np.abs(a - b).max() <= 1 and np.mean(a != b) < 0.005, (np.abs(a - b).max(), np.mean(a != b))
