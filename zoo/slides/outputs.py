@@ -6,7 +6,7 @@
   the GeoJSON's feature order), class, class_name, centroid_x / centroid_y (level-0 pixels, pixel centres at
   integers), centroid_x_um / centroid_y_um, area_px (level-0 pixels), area_um2, bbox (level-0 pixel edges, end
   exclusive), mean_od_h / mean_od_e (``zoo.inference.outputs.nucleus_table``: Ruifrok & Johnston 2001 deconvolution).
-- ``overlay.png``: the tissue thumbnail with the tissue outline (grey) and one dot per nucleus in its type's colour.
+- ``overlay.png``: the tissue thumbnail with the tissue outline (grey) and a small cross per nucleus in its type's colour.
 - ``summary.json``: nuclei per class and per mm² of tissue, the level / grid / seam counts, the spec; everything but
   its ``run`` entry (seconds, seconds by step, tiles reused) is identical between an interrupted-and-resumed run and a straight one.
 All writes go through ``zoo.atomic`` (temp file + rename).
@@ -91,7 +91,9 @@ def assemble(out, slide, plan, tiles, run_tiles, tissue, spec, run: dict) -> dic
                 by_class[key] = by_class.get(key, 0) + 1
             cy = np.clip((table["centroid_y"] / tdown).astype(int), 0, thumb.shape[0] - 1)
             cx = np.clip((table["centroid_x"] / tdown).astype(int), 0, thumb.shape[1] - 1)
-            thumb[cy, cx] = colours[np.clip(table["class"].astype(int), 0, len(colours) - 1)]
+            col = colours[np.clip(table["class"].astype(int), 0, len(colours) - 1)]
+            for dy, dx in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)):  # a small cross per nucleus
+                thumb[np.clip(cy + dy, 0, thumb.shape[0] - 1), np.clip(cx + dx, 0, thumb.shape[1] - 1)] = col
         gj.write("]}")
         if pq_writer is not None:
             pq_writer.close()
