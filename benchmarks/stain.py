@@ -6,10 +6,20 @@
   subprocess of this same script (``--peer``), on the same images, target and repeats.
 
 Usage (from the repo root; keep it modest, the machines have 2 shared cores):
-    /work/venv/bin/python benchmarks/stain.py --images 14 --repeats 3 [--methods reinhard] \
-        [--peer-python /work/bench-venv/bin/python]
+    python benchmarks/stain.py --images 14 --repeats 3 [--methods reinhard] \
+        [--peer-python /work/bench-venv/bin/python] [--max-load X]
 Throughput = images x 1 MP / best-of-repeats wall time of transform() over all images (fit excluded; first
 call warms up / compiles). Each peer also reports its mean |difference| (uint8) from ours as a sanity check.
+The load average is printed at start and end; the run refuses to start above a 1-min load of 1.0 unless
+``--max-load`` is given, and is then flagged (benchmarks/_common.py).
+
+The peers' venv (never a histozoo dependency; torch is the CPU wheel these machines keep on disk):
+    python -m venv /work/bench-venv
+    /work/bench-venv/bin/pip install /opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl \
+        torchstain staintools spams-bin opencv-python-headless
+    # torchstain's TF backend: the project's TensorFlow, appended to the venv's path
+    echo "$(python -c 'import tensorflow, os; print(os.path.dirname(os.path.dirname(tensorflow.__file__)))')" \
+        > /work/bench-venv/lib/python3.11/site-packages/zz_histozoo_tf.pth
 """
 
 from __future__ import annotations
