@@ -121,7 +121,7 @@ class MacenkoNormalizer(StainMatrixNormalizer):
 
             def run(images):
                 od, weighted = s1(images)
-                moments = s2(od, weighted)
+                moments = s2(weighted)
                 he, degenerate, no_tissue, frac = s3(od, weighted, moments)
                 maxc = s4(od, he)
                 mix, code = s_mix(he, maxc, degenerate, no_tissue)
@@ -170,22 +170,22 @@ def od_table(io: float):
 
 
 def planar_od(images, io: float, beta: float):
-    """Stage 1: uint8 [B, H, W, 3] -> ([OD; 1] planar float32 [B, 4, N], [tissue * OD; tissue] float32 [B, 4, N])."""
+    """Stage 1: uint8 [B, H, W, 3] -> (OD planar float32 [B, 3, N], [tissue * OD; tissue] float32 [B, 4, N])."""
     import tensorflow as tf
 
     b = tf.shape(images)[0]
     x = tf.transpose(tf.reshape(images, [b, -1, 3]), [0, 2, 1])
     od = tf.gather(tf.constant(od_table(io)), tf.cast(x, tf.int32))
     m = tf.cast(tf.reduce_all(od >= beta, axis=1, keepdims=True), tf.float32)  # [B, 1, N]
-    return tf.concat([od, tf.ones_like(m)], axis=1), tf.concat([od * m, m], axis=1)
+    return od, tf.concat([od * m, m], axis=1)
 
 
-def tissue_moments(od1, weighted):
-    """Stage 2: [[sum m od_i od_j, sum m od_i], [., sum m]] for i, j in RGB as ``weighted @ [od; 1]^T`` [B, 4, 4]
-    (m the 0/1 tissue mask: m^2 = m). One GEMM over the pixels: blocked float32 sums."""
+def tissue_moments(weighted):
+    """Stage 2: [[sum m od_i od_j, sum m od_i], [., sum m]] for i, j in RGB as ``w @ w^T`` [B, 4, 4] with
+    w = [m od; m] (m the 0/1 tissue mask: m^2 = m). One GEMM over the pixels: blocked float32 sums."""
     import tensorflow as tf
 
-    return tf.matmul(weighted, od1, transpose_b=True)
+    return tf.matmul(weighted, weighted, transpose_b=True)
 
 
 def _planar_stains(od, mask, moments, alpha: float):
