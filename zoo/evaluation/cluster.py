@@ -140,3 +140,36 @@ def cluster_crops(model, source, out_dir: str, split: Optional[str] = None, per_
         write_json(files["metrics"], metrics, indent=1)
     return {"n": int(len(clusters)), "counts": np.bincount(clusters, minlength=k).tolist(), "metrics": metrics,
             "files": files}
+
+
+# ------------------------------------------------------------------------------------ the training core's hooks
+def evaluate_clusters(model, source, split: str = "test", fold=None, spec=None, progress: bool = False,
+                      **_segmentation_options) -> dict:
+    """The training core's evaluation of a model that clusters crops (zoo.training.train dispatches here for the
+    GAN models): Q's clusters of every crop of ``split`` scored against the crops' types with
+    zoo.metrics.clustering. ``{"mean": {purity, entropy (bits), f_score (Hu's F, majority assignment), accuracy,
+    n}, "report": score(...)}``; the segmentation options (max_images, hausdorff, spec, fold) have no meaning here
+    and are ignored."""
+    crops = read_crops(source, split)
+    clusters = assign(model, crops["images"], progress=progress).argmax(1)
+    rep = score(clusters, crops["type"], crops["class_names"])
+    if rep is None:
+        raise DataError(str(source), f"split {split!r} has no typed crops to score the clusters against")
+    mean = {"purity": rep["purity"], "entropy": rep["entropy"], "f_score": rep["f1_weighted"],
+            "accuracy": rep["accuracy"], "n": rep["typed"]}
+    return {"mean": mean, "report": rep}
+
+
+def save_samples(model, source, out_dir: str, split: str = "test", fold=None, spec=None, seed: int = 0) -> str:
+    """The GAN models' counterpart of the segmentation overlays: ``generated.png`` (G's samples, rows = fixed z,
+    columns = c, Hu et al. Fig. 5 / Yuan & Suh Fig. 7) and ``contact_sheet.png`` (random crops of ``split`` per
+    cluster) in ``out_dir``, which is returned."""
+    from zoo.atomic import save_image
+
+    os.makedirs(out_dir, exist_ok=True)
+    save_image(os.path.join(out_dir, "generated.png"), model.sample_grid(8, seed))
+    crops = read_crops(source, split)
+    clusters = assign(model, crops["images"]).argmax(1)
+    save_image(os.path.join(out_dir, "contact_sheet.png"),
+               contact_sheet(crops["images"], clusters, model.config.categories, 16, seed))
+    return out_dir

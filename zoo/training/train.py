@@ -429,8 +429,7 @@ def _train(config, train_records, eval_records, output_dir, ckpt_dir, resume, tr
     def periodic_eval(epoch, m):
         if (config.eval_every and eval_source and epoch % config.eval_every == 0
                 and (epoch < config.epochs or select_best)):
-            from zoo.evaluation import evaluate
-
+            evaluate, _ = evaluators(m)
             res = evaluate(m, eval_source[0], split=eval_source[1], fold=config.fold, spec=spec, max_images=4,
                            hausdorff=False)
             return {f"val_{k}": v for k, v in res["mean"].items()}
@@ -482,8 +481,7 @@ def _train(config, train_records, eval_records, output_dir, ckpt_dir, resume, tr
             write_json(state_path, state)
         metrics = {}
         if eval_source:
-            from zoo.evaluation import evaluate, save_overlays
-
+            evaluate, save_overlays = evaluators(model)
             res = evaluate(model, eval_source[0], split=eval_source[1], fold=config.fold, spec=spec,
                            progress=bool(verbose))
             write_json(os.path.join(output_dir, "evaluation.json"), res)
@@ -530,6 +528,19 @@ def init_weights(model, uri: str) -> None:
             raise ConfigError(f"init_weights: {uri}: {b.path} has shape {tuple(b.shape)}, the model's {a.path} "
                               f"{tuple(a.shape)} (check model_config)")
     model.set_weights(src.get_weights())
+
+
+def evaluators(model):
+    """(evaluate, save_overlays) for ``model``: zoo.evaluation's (instance metrics; overlays), or, for a model that
+    clusters nucleus crops (zoo.models.gan), zoo.evaluation.cluster's (purity / entropy / F-score of Q's clusters;
+    G's sample grid and a contact sheet per cluster)."""
+    if hasattr(model, "sample_grid"):
+        from zoo.evaluation.cluster import evaluate_clusters, save_samples
+
+        return evaluate_clusters, save_samples
+    from zoo.evaluation import evaluate, save_overlays
+
+    return evaluate, save_overlays
 
 
 def make_spec(config: ExperimentConfig, model, records: Optional[Sequence[str]] = None):

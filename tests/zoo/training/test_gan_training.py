@@ -141,7 +141,7 @@ def _crops_dir(root):
     rng = np.random.default_rng(0)
     src = os.path.join(root, "src")
     with DatasetWriter(src, ("a", "b")) as w:
-        for i in range(2):
+        for i in range(3):
             img = np.full((40, 40, 3), 230, np.uint8)
             inst = np.zeros((40, 40), np.int32)
             for k in range(6):
@@ -149,7 +149,8 @@ def _crops_dir(root):
                 yy, xx = np.ogrid[:40, :40]
                 m = (yy - y) ** 2 + (xx - x) ** 2 <= (2 + k % 2) ** 2
                 inst[m], img[m] = k + 1, (80, 40, 140) if k % 2 else (150, 60, 120)
-            w.add(Sample(image=img, image_id=f"img{i}", dataset="toy", source_id=f"s{i}", split="train",
+            w.add(Sample(image=img, image_id=f"img{i}", dataset="toy", source_id=f"s{i}",
+                         split="test" if i == 2 else "train",
                          instances=inst, instance_ids=np.arange(1, 7), instance_classes=1 + np.arange(6) % 2,
                          class_names=("a", "b")))
         w.commit("toy", "synthetic", {})
@@ -172,7 +173,8 @@ def test_histozoo_train_gan_checkpoints_and_resumes(tmp_path, monkeypatch, eager
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     crops = _crops_dir(str(tmp_path))
-    cfg = {"name": "tiny-gan", "model": "infowgan_gp", "model_config": TINY, "data_dir": crops, "val_split": "",
+    cfg = {"name": "tiny-gan", "model": "infowgan_gp", "model_config": TINY, "data_dir": crops, "val_split": "test",
+           "eval_every": 1,
            "input": {"patch_size": 8, "batch_size": 10, "patches_per_image": 1, "flip": False, "rot90": True,
                      "shuffle_buffer": 1},
            "loss": "infowgan_gp", "optimizer": "adam", "learning_rate": 2e-4, "epochs": 2, "steps_per_epoch": 1,
@@ -192,6 +194,18 @@ def test_histozoo_train_gan_checkpoints_and_resumes(tmp_path, monkeypatch, eager
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     hist = json.loads((tmp_path / "split/history.json").read_text())
     assert len(hist["loss"]) == 2 and set(hist) >= {"loss", "v_dg", "gp", "g_loss", "q_loss"}
+    # the core's evaluation of a GAN: Q's clusters of the held-out crops scored by zoo.metrics.clustering
+    straight_hist = json.loads((tmp_path / "straight/history.json").read_text())  # epoch 1 of 2: evaluated
+    assert np.isfinite(straight_hist["val_purity"]).all() and {"val_entropy", "val_f_score"} <= set(straight_hist)
+    ev = json.loads((tmp_path / "split/evaluation.json").read_text())
+    from zoo.evaluation.cluster import read_crops
+    from zoo.metrics.clustering import clustering_report
+
+    test = read_crops(crops, "test")
+    ref = clustering_report(np.asarray(resumed(test["images"] / 255.0)["probabilities"]).argmax(1), test["type"])
+    assert ev["mean"]["purity"] == pytest.approx(ref["purity"]) and ev["mean"]["n"] == 6
+    assert ev["mean"]["f_score"] == pytest.approx(ref["f1_weighted"])
+    assert {"generated.png", "contact_sheet.png"} <= set(os.listdir(tmp_path / "split/overlays"))
     spec = json.loads((tmp_path / "split/checkpoints/spec.json").read_text())
     assert spec["channels"] == ["cluster_0", "cluster_1", "cluster_2"] and spec["divisor"] == 8
 
