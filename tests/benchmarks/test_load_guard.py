@@ -12,7 +12,7 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BENCH = os.path.join(HERE, "..", "..", "benchmarks")
-SCRIPTS = ["input_pipeline", "instance_metrics", "serving_load", "stain", "unet_speed"]
+SCRIPTS = sorted(f[:-3] for f in os.listdir(BENCH) if f.endswith(".py") and not f.startswith("_"))  # every script
 
 
 @pytest.fixture
