@@ -10,8 +10,9 @@ pyramidal OME-TIFF, beside plain tile-by-tile prediction of the same tiles in me
   (``zoo.inference.outputs.nucleus_table``) and the QuPath features (``geojson_features``, pixel-edge polygons).
 
 overhead = slide seconds / tiles seconds - 1: what stitching, measurements and I/O add to model + post-processing time
-(the issue's bar: <= 10 %); the slide beside tiles+outputs isolates stitching + I/O from making the outputs. Each mode runs in its own child process (so each peak RSS is its own, VmHWM), A then B,
-``--reps`` times alternating; the median is reported. Throughput: level-0 megapixels of the slide per second and
+(the issue's bar: <= 10 %); the slide beside tiles+outputs isolates stitching + I/O from making the outputs. Each
+mode runs in its own child process (so each peak RSS is its own, VmHWM), the three in turn, ``--reps`` times; the
+median is reported (the slower of two). Throughput: level-0 megapixels of the slide per second and
 nuclei per second.
 
     python benchmarks/slides.py --grid 2 --crop 1000 --reps 1 [--model pretrained:nuclei-unet-monuseg]

@@ -6,9 +6,11 @@
   the GeoJSON's feature order), class, class_name, centroid_x / centroid_y (level-0 pixels, pixel centres at
   integers), centroid_x_um / centroid_y_um, area_px (level-0 pixels), area_um2, bbox (level-0 pixel edges, end
   exclusive), mean_od_h / mean_od_e (``zoo.inference.outputs.nucleus_table``: Ruifrok & Johnston 2001 deconvolution).
-- ``overlay.png``: the tissue thumbnail with the tissue outline (grey) and a small cross per nucleus in its type's colour.
+- ``overlay.png``: a thumbnail (<= 2048 px a side) with the tissue outline (grey) and a small cross per nucleus in its
+  type's colour; ``tissue.png``: the tissue mask.
 - ``summary.json``: nuclei per class and per mm² of tissue, the level / grid / seam counts, the spec; everything but
-  its ``run`` entry (seconds, seconds by step, tiles reused) is identical between an interrupted-and-resumed run and a straight one.
+  its ``run`` entry (seconds, seconds by step, tiles reused) is identical between an interrupted-and-resumed run and
+  a straight one.
 All writes go through ``zoo.atomic`` (temp file + rename).
 """
 

@@ -71,15 +71,19 @@ class Slide:
 
     def thumbnail(self, max_side: int = 2048) -> tuple[np.ndarray, float]:
         """A low-resolution RGB image of the whole slide, longest side <= ``max_side``, and its downsample
-        (level-0 pixels per thumbnail pixel). Reads the coarsest level that is at least that large, in bands of
-        rows subsampled by an integer step, so memory stays bounded by one band."""
+        (level-0 pixels per thumbnail pixel). Reads the coarsest level that is at least that large, block by block,
+        subsampled by an integer step, so memory stays bounded by one block and the thumbnail."""
         cands = [i for i, lv in enumerate(self.levels) if max(lv.shape) >= max_side]
         level = max(cands, key=lambda i: self.levels[i].downsample) if cands else 0
         H, W = self.levels[level].shape
         step = max(1, math.ceil(max(H, W) / max_side))
-        band = max(step, (1024 // step) * step)
-        rows = [self.read_region(level, y, 0, min(band, H - y), W)[::step, ::step] for y in range(0, H, band)]
-        return np.concatenate(rows, 0), self.levels[level].downsample * step
+        by, bx = max(step, (1024 // step) * step), max(step, (4096 // step) * step)  # blocks of about 12 MiB
+        out = np.empty((-(-H // step), -(-W // step), 3), np.uint8)
+        for y in range(0, H, by):
+            for x in range(0, W, bx):
+                block = self.read_region(level, y, x, min(by, H - y), min(bx, W - x))[::step, ::step]
+                out[y // step:y // step + block.shape[0], x // step:x // step + block.shape[1]] = block
+        return out, self.levels[level].downsample * step
 
     def choose_level(self, target_mpp: float) -> int:
         """The level to run a model of ``target_mpp`` µm/px on: the coarsest level that is not coarser than the

@@ -28,7 +28,7 @@ from typing import Optional
 import numpy as np
 
 from zoo import atomic
-from zoo.errors import ConfigError, DataError
+from zoo.errors import ConfigError
 
 RUN_FILE = "run.json"
 TILES_DIR = "tiles"
