@@ -4,6 +4,7 @@ loaded by the one loader from a .keras file with its spec.json; a non-slide file
 from __future__ import annotations
 
 import json
+import re
 
 
 def test_slide_info_and_predict(slides, model_dir, tmp_path, capsys):
@@ -19,7 +20,8 @@ def test_slide_info_and_predict(slides, model_dir, tmp_path, capsys):
     cap = capsys.readouterr()
     s = json.loads((o / "summary.json").read_text())
     assert f"{s['nuclei']} nuclei" in cap.out and s["nuclei"] > 100
-    assert "tile/s" in cap.err or "tile" in cap.err  # the tqdm bar over tiles (with ETA) on stderr
+    # the tqdm bar over the tissue tiles on stderr: done/total [elapsed<ETA, rate]
+    assert re.search(rf"{s['tiles_run']}/{s['tiles_run']} \[\d\d:\d\d<\d\d:\d\d, .*tile", cap.err)
     assert {"nuclei.geojson", "nuclei.csv", "overlay.png", "summary.json"} <= {p.name for p in o.iterdir()}
 
 
