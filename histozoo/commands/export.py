@@ -34,7 +34,16 @@ def _cmd_export(args) -> int:
     from serving.export import export
     from zoo.training.tracking import load
 
-    loaded = load(args.model)
+    loaded = load(args.model, default_spec=False)
+    if hasattr(loaded.model, "sample_grid"):  # a GAN model (zoo.models.gan): crops -> clusters + embedding
+        from serving.cluster import export_cluster_model
+
+        path = export_cluster_model(loaded.model, args.out, args.version, metadata={"source": args.model})
+        print(f"exported {args.model} -> {os.path.abspath(path)} (Q classifier: crops -> cluster probabilities, "
+              f"cluster, embedding)")
+        return 0
+    if loaded.spec is None:  # saved without a spec: load again for the default one (and its one-line note)
+        loaded = load(args.model)
     spec = loaded.spec.override(spec_overrides(args))
     path = export(loaded.model, args.out, args.version, spec=spec, max_iters=args.max_iters,
                   metadata={"source": args.model})

@@ -138,9 +138,12 @@ def test_q_classifier_savedmodel_serves_model_outputs(harness, tmp_path):
     from serving.cluster import export_cluster_model
     from serving.export import read_metadata
 
+    from histozoo.cli import main
+
     model = _tiny(harness, "infowgan_gp")
-    path = export_cluster_model(model, str(tmp_path / "q"))
-    assert os.path.basename(path) == "1"
+    model.save(str(tmp_path / "gan.keras"))
+    assert main(["export", str(tmp_path / "gan.keras"), "--out", str(tmp_path / "q")]) == 0  # histozoo export
+    path = str(tmp_path / "q" / "1")
     meta = read_metadata(path)
     assert meta["kind"] == "cluster_classifier" and meta["clusters"] == ["cluster_0", "cluster_1", "cluster_2"]
     served = tf.saved_model.load(path)
