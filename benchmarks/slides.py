@@ -80,14 +80,15 @@ def child(args) -> dict:
     if args.mode == "slide":
         out = tempfile.mkdtemp(prefix="slide_bench_", dir=args.workdir)
         t = time.perf_counter()
-        s = predict_slide(args.slide, model, spec, out, tile_size=args.tile_size, batch=args.batch, progress=False)
+        s = predict_slide(args.slide, model, spec, out, tile_size=args.tile_size, overlap=args.overlap,
+                          batch=args.batch, progress=False)
         wall = time.perf_counter() - t
         return {"mode": "slide", "seconds": wall, "nuclei": s["nuclei"], "tiles_run": s["tiles_run"],
                 "tiles": s["tiles"], "by_step": s["run"]["seconds_by_step"], "tile": s["tile_size_level"],
                 "overlap": s["overlap_level"], "peak_rss_mib": _peak_rss_mib()}
     # tiles: the same tissue tiles, cut from the slide into memory before the clock starts
     with open_slide(args.slide) as sl:
-        plan = plan_run(sl, spec, args.tile_size)
+        plan = plan_run(sl, spec, args.tile_size, args.overlap)
         tissue = detect_tissue(sl)
         d = plan.downsample
         run = [t for t in tile_grid(plan.level_shape, plan.tile, plan.overlap)
@@ -118,6 +119,7 @@ def main() -> None:
     ap.add_argument("--grid", type=int, default=2, help="mosaic of grid x grid MoNuSeg test images")
     ap.add_argument("--crop", type=int, default=1000, help="each image cropped to crop x crop")
     ap.add_argument("--tile-size", type=int, default=None, help="model pixels (default: predict_slide's)")
+    ap.add_argument("--overlap", type=int, default=None, help="model pixels (default: predict_slide's)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--json", default=None, help="also write the results here")
@@ -147,8 +149,9 @@ def main() -> None:
             for mode in modes:
                 cmd = [sys.executable, os.path.abspath(__file__), "--mode", mode, "--slide", slide, "--workdir", work,
                        "--model", args.model, "--batch", str(args.batch)]
-                if args.tile_size:
-                    cmd += ["--tile-size", str(args.tile_size)]
+                for flag, v in (("--tile-size", args.tile_size), ("--overlap", args.overlap)):
+                    if v is not None:
+                        cmd += [flag, str(v)]
                 p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
                 line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
                 if p.returncode or not line:

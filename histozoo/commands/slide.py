@@ -56,7 +56,7 @@ def add(sub) -> None:
     r.add_argument("--tile-size", type=int, default=None, help="tile size in model pixels (default: the spec's, "
                                                                "else 512)")
     r.add_argument("--overlap", type=int, default=None, help="overlap between tiles in model pixels (default: "
-                                                             "enough for nuclei up to 16 µm across)")
+                                                             "enough for nuclei up to 24 µm across)")
     r.add_argument("--batch", type=int, default=4, help="tiles per model call")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_predict)

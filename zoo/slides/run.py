@@ -33,7 +33,7 @@ from zoo.errors import ConfigError
 RUN_FILE = "run.json"
 TILES_DIR = "tiles"
 DEFAULT_TILE = 512          # model pixels, when the spec has no tile size
-NUCLEUS_RADIUS_UM = 8.0     # the default margin: nuclei up to 16 µm across are never cut (seam rule)
+NUCLEUS_RADIUS_UM = 12.0    # the default margin: nuclei up to 24 µm across are never cut (seam rule)
 PREFETCH_BATCHES = 2
 
 
