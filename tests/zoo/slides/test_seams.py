@@ -158,3 +158,20 @@ def test_resolve_tile_rule():
     inst2 = np.zeros((20, 20), np.int32)
     inst2[4:20, 8:12] = 1    # centroid in the core, reaches the tile's bottom edge (a cut edge): counted
     assert resolve_tile(inst2, np.arange(2), tile, np.zeros((20, 20), bool), (1000, 1000))[2]["cut_at_tile_edge"] == 1
+
+
+@pytest.mark.parametrize("n,tile,overlap", [(1000, 256, 64), (257, 256, 64), (256, 256, 64), (100, 256, 64),
+                                            (5000, 512, 96), (513, 512, 256), (700, 300, 0), (1234, 128, 2)])
+def test_grid_cores_partition_and_margins(n, tile, overlap):
+    """Along an axis: cores partition [0, n); every tile has the same length (min(tile, n)), lies inside [0, n),
+    and reaches at least overlap // 2 beyond its core on every side that is not the axis' end."""
+    from zoo.slides.tiled import axis_cores
+
+    m = overlap // 2
+    cores = axis_cores(n, tile, m)
+    assert cores[0][0] == 0 and cores[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(cores, cores[1:]))
+    for c0, c1, t0, tl in cores:
+        assert c1 > c0 and tl == min(tile, n) and 0 <= t0 and t0 + tl <= n
+        assert c0 == 0 or c0 - t0 >= m
+        assert c1 == n or t0 + tl - c1 >= m
