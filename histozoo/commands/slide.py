@@ -42,7 +42,7 @@ def _cmd_predict(args) -> int:
 
 def add(sub) -> None:
     p = sub.add_parser("slide", help="whole-slide images: info, and tiled prediction to QuPath GeoJSON / CSV")
-    ss = p.add_subparsers(dest="slide_command", required=True, metavar="{info,predict}")
+    ss = p.add_subparsers(dest="slide_command", required=True, metavar="{info,predict,batch}")
     i = ss.add_parser("info", help="levels, size and resolution of a slide file")
     i.add_argument("slide", metavar="SLIDE", help="pyramidal TIFF / OME-TIFF / SVS (OpenSlide formats with the "
                                                   "[slides] extra) or PNG / JPEG")
@@ -50,7 +50,9 @@ def add(sub) -> None:
     i.set_defaults(func=_cmd_info)
     r = ss.add_parser("predict", help="segment (and classify) every nucleus of a slide, tile by tile")
     r.add_argument("slide", metavar="SLIDE", help="the slide file")
-    r.add_argument("--model", required=True, help="a run folder, .keras file, run id, runs:/ or models:/ URI")
+    r.add_argument("--model", default="pretrained:nuclei-unet-monuseg",
+                   help="a run folder, .keras file, run id, runs:/ or models:/ URI, or pretrained:NAME (default: the "
+                        "shipped nuclei model)")
     r.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
     r.add_argument("--mpp", type=float, default=None, help="µm per pixel of level 0 (overrides the metadata)")
     r.add_argument("--tile-size", type=int, default=None, help="tile size in model pixels (default: the spec's, "
@@ -60,3 +62,6 @@ def add(sub) -> None:
     r.add_argument("--batch", type=int, default=4, help="tiles per model call")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=_cmd_predict)
+    from histozoo.commands import _slide_batch
+
+    _slide_batch.add(ss)

@@ -143,15 +143,11 @@ def test_slide_names_and_errors(tmp_path):
 
 
 def _batch_cli(argv):
-    """``histozoo slide batch ARGV`` through its own module (histozoo.commands.slide_batch.add registers it on the
-    ``slide`` subparsers)."""
-    import argparse
+    """``histozoo slide batch ARGV`` through the real CLI parser (histozoo.commands.slide registers
+    ``_slide_batch.add`` on the ``slide`` subparsers)."""
+    from histozoo.cli import build_parser
 
-    from histozoo.commands import slide_batch
-
-    parser = argparse.ArgumentParser(prog="histozoo slide")
-    slide_batch.add(parser.add_subparsers())
-    args = parser.parse_args(["batch", *argv])
+    args = build_parser().parse_args(["slide", "batch", *argv])
     return args.func(args)
 
 

@@ -1,6 +1,6 @@
 """``histozoo slide batch --slides GLOB --model URI --out DIR``: many slides through ``zoo.slides.beam.run_batch``
 (an Apache Beam pipeline: DirectRunner here, Dataflow / Flink / Spark with --beam-arg; docs/scale.md). A subcommand
-of ``histozoo slide``: ``histozoo.commands.slide.add`` registers it with ``slide_batch.add(subparsers)``."""
+of ``histozoo slide``: ``histozoo.commands.slide.add`` registers it with ``_slide_batch.add(subparsers)``."""
 
 from __future__ import annotations
 
