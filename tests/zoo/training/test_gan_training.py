@@ -240,7 +240,8 @@ def test_histozoo_cluster_writes_csv_sheet_and_the_clustering_metrics(tmp_path):
 
     assert Image.open(tmp_path / "cl/contact_sheet.png").size == (3 * 10 + 2, 3 * 10 + 2)  # k rows of 3, gaps 2
     assert Image.open(tmp_path / "cl/generated.png").size == (3 * 8, 2 * 8)
-    assert main(["cluster", str(tmp_path / "gan.keras"), crops, "--out", str(tmp_path / "c2"), "--split", "val"]) == 2  # no such split: one line
+    no_split = ["cluster", str(tmp_path / "gan.keras"), crops, "--out", str(tmp_path / "c2"), "--split", "val"]
+    assert main(no_split) == 2  # no such split: one line, exit 2
 
 
 @pytest.mark.parametrize("path, model, k, z, size, lrs", [
