@@ -16,7 +16,6 @@ consumed/s, process CPU seconds per iteration, the tracing+warm-up time. Load av
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time

@@ -12,7 +12,7 @@ typed nucleus crops (``histozoo data crops``), every score from zoo.metrics.clus
   of --train-split and tested on those of --split (CRCHistoPhenotypes: split by image = source), on D's features vs
   hand-made features; precision / recall / F1 weighted by support.
 
-    .venv/bin/python scripts/clustering.py --crops build/crops/crc32 --model runs/hu-infowgan-gp/checkpoints/last.keras \
+    .venv/bin/python scripts/clustering.py --crops build/crops/crc32 --model runs/hu-infowgan-gp \
         --split test --train-split train --k 4 5 6 --out docs/results/clustering_hu.json
 
 Untyped crops (type 0) are left out of every score.
@@ -21,7 +21,6 @@ Untyped crops (type 0) are left out of every score.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time

@@ -8,8 +8,8 @@ Architecture (Fig. 3c; the residual networks of Gulrajani et al.'s WGAN-GP CIFAR
 - G: (z, one-hot c) -> dense -> S/8 x S/8 x g_filters -> 3 up resblocks (batch norm, ReLU, nearest-neighbour x2,
   3x3 conv, batch norm, ReLU, 3x3 conv; shortcut: nearest x2 + 1x1 conv) -> batch norm, ReLU, 3x3 conv, tanh.
 - D: 4 resblocks without batch norm (1: conv, ReLU, conv, mean-pool with a mean-pool + 1x1 shortcut; 2: ReLU, conv,
-  ReLU, conv, mean-pool; 3, 4: the same without resampling, identity shortcut) -> ReLU, spatial mean, dense -> 1 (no bias: the WGAN
-  losses are blind to a constant).
+  ReLU, conv, mean-pool; 3, 4: the same without resampling, identity shortcut) -> ReLU, spatial mean, dense -> 1
+  (no bias: the WGAN losses are blind to a constant, its gradient is always 0).
 - Q: Hu et al. "G, D and Q all have the structures of residual networks": its own trunk, D's architecture, then a
   dense layer to k logits (``q_shares_trunk=False``). Yuan & Suh: "the discriminator D is connected to two modules,
   D_D and D_Q": one trunk with a critic head and a Q head (``q_shares_trunk=True``).
@@ -20,17 +20,17 @@ side is not a multiple of 4), flattened and concatenated: 4 x 16 x d_filters = 8
 Contract: ``model(crops)`` with crops float32 [B, S, S, 3] in [0, 1] (S = image_size) returns
 ``{"probabilities": Q(c|x) [B, k], "embedding": [B, E]}`` (the test process of Fig. 3b); the networks work on
 [-1, 1] inside (G's tanh range). Training: ``compile`` / ``train_step`` run the game of zoo.training.gan (5 critic,
-1 generator, 1 Q step per iteration), which the one training core's ``fit`` drives.
+1 generator, 1 Q step per iteration), which the one training core's ``fit`` drives. They import zoo.training.gan when
+called (DESIGN: training/gan.py holds the GAN train_step), the one place zoo.models reaches into zoo.training.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Optional
+from typing import ClassVar
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from zoo.models.base import ModelConfig
 from zoo.models.registry import PACKAGE, register

@@ -3,7 +3,6 @@ right outputs and variable sets, config validation and round trip, the embedding
 brute-force reference, a .keras round trip (outputs and the three optimizers' state), and the SavedModel of the Q
 classifier (serving.cluster) serving the same probabilities, clusters and embedding."""
 
-import os
 
 import numpy as np
 import pytest
