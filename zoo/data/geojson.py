@@ -262,16 +262,26 @@ def instance_outlines(instances: np.ndarray) -> tuple[np.ndarray, list]:
 
 
 def _geometries(geoms: list) -> list[dict]:
-    """shapely geometries -> GeoJSON geometry dicts (exteriors counter-clockwise by signed area, holes clockwise)."""
+    """shapely Polygons / MultiPolygons -> GeoJSON geometry dicts (exteriors counter-clockwise by signed area, holes
+    clockwise; a one-part MultiPolygon is written as its Polygon); coordinates taken out of shapely in one call each
+    for parts, rings and vertices."""
     import shapely
 
     if not len(geoms):
         return []
     arr = shapely.orient_polygons(np.asarray(geoms, dtype=object))
-    single = np.array([g.geom_type == "MultiPolygon" and len(g.geoms) == 1 for g in arr])
-    if single.any():
-        arr[single] = [g.geoms[0] for g in arr[single]]
-    return [json.loads(s) for s in shapely.to_geojson(arr)]
+    parts, of_geom = shapely.get_parts(arr, return_index=True)
+    rings, of_part = shapely.get_rings(parts, return_index=True)  # exterior first, then the holes
+    xy = shapely.get_coordinates(rings).tolist()
+    ends = np.cumsum(shapely.get_num_coordinates(rings)).tolist()
+    polys: list = [[] for _ in range(len(parts))]
+    for p, a, b in zip(of_part.tolist(), [0] + ends[:-1], ends):
+        polys[p].append(xy[a:b])
+    out: list = [[] for _ in range(len(arr))]
+    for g, poly in zip(of_geom.tolist(), polys):
+        out[g].append(poly)
+    return [{"type": "Polygon", "coordinates": c[0]} if len(c) == 1 else {"type": "MultiPolygon", "coordinates": c}
+            for c in out]
 
 
 def _properties(object_type: str, c: int, names: tuple) -> dict:

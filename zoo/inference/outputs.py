@@ -45,25 +45,32 @@ def probability_png(probs: np.ndarray) -> np.ndarray:
 
 def nucleus_table(pred: Prediction, image: np.ndarray) -> dict[str, np.ndarray]:
     """Per-nucleus measurements (the CSV columns, module docstring) as {column: array}, one entry per instance id
-    1..N, vectorised (``skimage.measure.regionprops_table``)."""
+    present in the map, in increasing order; vectorised: one sort of the nucleus pixels by id, then per-id sums,
+    minima and maxima (``np.add / minimum / maximum.reduceat``), and ``skimage.color.rgb2hed`` on nucleus pixels
+    only (the same values as ``skimage.measure.regionprops_table``'s area, centroid, bbox and intensity_mean)."""
     from skimage.color import rgb2hed
-    from skimage.measure import regionprops_table
 
-    inst = pred.instances
-    n = pred.num_instances
-    if n == 0:
+    inst = np.asarray(pred.instances)
+    flat = np.flatnonzero(inst)
+    if not len(flat):
         return {c: np.zeros(0) for c in CSV_COLUMNS}
-    hed = rgb2hed(image)[..., :2].astype(np.float32)
-    t = regionprops_table(inst, intensity_image=hed, properties=("label", "area", "centroid", "bbox",
-                                                                 "intensity_mean"))
-    ids = t["label"].astype(np.int64)
+    lab = inst.ravel()[flat]
+    o = np.argsort(lab, kind="stable")  # row-major within each id: its first pixel has the lowest row
+    flat, lab = flat[o], lab[o]
+    ids, start, area = np.unique(lab, return_index=True, return_counts=True)
+    ids, area = ids.astype(np.int64), area.astype(np.int64)
+    r, c = np.divmod(flat, inst.shape[1])
+    pix = np.asarray(image)[r, c][:, None, :]  # (pixels, 1, 3): an image of the nucleus pixels only
+    hed = rgb2hed(pix)[:, 0, :2].astype(np.float32)
+    od = np.add.reduceat(hed.astype(np.float64), start, axis=0) / area[:, None]
     cls = pred.classes[ids]
-    names = np.array([pred.class_names[c - 1] if 0 < c <= len(pred.class_names) else "" for c in cls], object)
-    area = t["area"].astype(np.int64)
-    return {"id": ids, "class": cls, "class_name": names, "centroid_x": t["centroid-1"], "centroid_y": t["centroid-0"],
+    names = np.array([pred.class_names[k - 1] if 0 < k <= len(pred.class_names) else "" for k in cls], object)
+    return {"id": ids, "class": cls, "class_name": names,
+            "centroid_x": np.add.reduceat(c, start) / area, "centroid_y": np.add.reduceat(r, start) / area,
             "area_px": area, "area_um2": area * pred.mpp ** 2 if pred.mpp else np.full(len(ids), np.nan),
-            "bbox_x0": t["bbox-1"], "bbox_y0": t["bbox-0"], "bbox_x1": t["bbox-3"], "bbox_y1": t["bbox-2"],
-            "mean_od_h": t["intensity_mean-0"], "mean_od_e": t["intensity_mean-1"]}
+            "bbox_x0": np.minimum.reduceat(c, start), "bbox_y0": r[start],
+            "bbox_x1": np.maximum.reduceat(c, start) + 1, "bbox_y1": r[np.r_[start[1:], len(r)] - 1] + 1,
+            "mean_od_h": od[:, 0], "mean_od_e": od[:, 1]}
 
 
 def table_csv(table: dict[str, np.ndarray]) -> str:

@@ -270,8 +270,8 @@ def test_outlines_hole_diagonal_single_pixel_and_saddles(tmp_path):
 
 
 def test_outlines_of_a_real_instance_map_equal_the_pixel_union(shared_data, tmp_path):
-    """A 700x700 crop of a MoNuSeg instance map (touching nuclei, some cut by the crop border): the traced outlines equal the
-    per-instance union of pixel squares, and the GeoJSON reads back to the same map."""
+    """A 700x700 crop of a MoNuSeg instance map (touching nuclei, some cut by the crop border): the traced
+    outlines equal the per-instance union of pixel squares, and the GeoJSON reads back to the same map."""
     from zoo.data.imageio import read_label
 
     path = glob.glob(str(shared_data / "monuseg2018" / "derived" / "*" / "*_TCGA-A7-A13E-01Z-00-DX1_label.png"))[0]
