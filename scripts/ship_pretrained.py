@@ -1,15 +1,18 @@
 #!/usr/bin/env python
 """Turn a training run into a model that ships in the package: zoo/pretrained/<name>/ (see zoo.pretrained).
 
-    python scripts/ship_pretrained.py runs/pretrained-unet --name nuclei-unet-monuseg \\
-        --evaluation runs/pretrained-unet/test_evaluation.json --card-notes docs/results/pretrained_notes.json
+    python scripts/ship_pretrained.py runs/pretrained-unet-tuned --name nuclei-unet-monuseg \\
+        --evaluation runs/pretrained-unet-tuned/test_evaluation.json \\
+        --baseline runs/pretrained-unet-tuned/classical_hu_otsu_test.json \\
+        --card-notes configs/pretrained/nuclei_unet_monuseg.card.json
 
 Writes model.keras (the run's weights in a freshly built, uncompiled model: no optimizer state, so a third of
 the checkpoint's size), spec.json (the run's inference spec, with its tuned post-processing), card.json and
 MODEL_CARD.md. The card's numbers come only from files: ``--evaluation`` (the ``histozoo evaluate`` JSON of
 held-out images), the run's history.json / state.json / config.yaml, and ``--card-notes`` (a JSON of the facts a
 run cannot know: the command that trained it, the commit, wall time, plateau evidence, the data licence and the
-classical baseline on the same images). Nothing is typed into the card by hand.
+classical baseline's name) and ``--baseline`` (``zoo.evaluation.evaluate_classical`` on the same images). No metric
+is typed into the card by hand.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ def render(card: dict) -> str:
         f"- Data: {t['data']}. Split: {t['split']}.",
         f"- Recipe: `{t['config']}` — {t['recipe']}.",
         f"- Budget: {t['steps']:,} steps, {t['wall_min']:.1f} min of epoch wall time on {t['machine']}; {t['plateau']}.",
-        f"- Commit {t['commit']}, {t['date']}. Command:", "", "```bash", t["command"], "```", "",
+        f"- Code: {t['commit']}; {t['date']}. Commands:", "", "```bash", t["command"], "```", "",
         "## Held-out metrics", "",
         f"{m['images']} (never seen in training or in tuning). Mean over images; the baseline is {m['baseline_name']} "
         "on the same images.", "",
@@ -68,9 +71,11 @@ def main() -> int:
     ap.add_argument("run", help="a training run folder (checkpoints/last.keras + spec.json)")
     ap.add_argument("--name", required=True)
     ap.add_argument("--evaluation", required=True, help="histozoo evaluate JSON of held-out images")
+    ap.add_argument("--baseline", required=True, help="zoo.evaluation.evaluate_classical JSON on the same images")
     ap.add_argument("--card-notes", required=True, help="JSON: command, commit, date, machine, wall_min, plateau, "
                                                       "data, split, recipe, data_licence, intended_use, limits, "
                                                       "summary, baseline {name, metrics}, images, postprocess_note")
+    ap.add_argument("--replace", action="store_true", help="replace a shipped model of the same name")
     ap.add_argument("--dest", default=os.path.join(os.path.dirname(__file__), "..", "zoo", "pretrained"))
     args = ap.parse_args()
 
@@ -89,10 +94,12 @@ def main() -> int:
         ev = json.load(fh)
     with open(args.card_notes) as fh:
         notes = json.load(fh)
+    with open(args.baseline) as fh:
+        base = json.load(fh)
     state = json.load(open(os.path.join(args.run, "checkpoints", "state.json")))
     steps = state["epochs_done"] * cfg.steps_per_epoch + state.get("steps_done", 0)
     out = os.path.join(os.path.abspath(args.dest), args.name)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, overwrite=args.replace) as tmp:
         model_file = os.path.join(tmp, pretrained.MODEL_FILE)
         clean.save(model_file)
         loaded.spec.save(os.path.join(tmp, pretrained.SPEC_FILE))
@@ -106,7 +113,7 @@ def main() -> int:
                          "machine": notes["machine"], "plateau": notes["plateau"], "commit": notes["commit"],
                          "date": notes["date"], "command": notes["command"]},
             "metrics": {"images": notes["images"], "model": {k: ev["mean"][k] for k in KEYS if k in ev["mean"]},
-                        "baseline_name": notes["baseline"]["name"], "baseline": notes["baseline"]["metrics"]},
+                        "baseline_name": notes["baseline"]["name"], "baseline": {k: base["mean"][k] for k in KEYS if k in base["mean"]}},
             "data_licence": notes["data_licence"], "intended_use": notes["intended_use"], "limits": notes["limits"],
         }
         write_json(os.path.join(tmp, pretrained.CARD_JSON), card, indent=2)
