@@ -63,9 +63,13 @@ def test_max_load_overrides_and_flags_the_run(common, monkeypatch, capsys):
 
 
 def test_a_load_that_rises_during_the_run_flags_it(common, monkeypatch, capsys):
-    _loads(monkeypatch, (0.3, 0.3, 0.3), (1.8, 0.9, 0.4))
+    monkeypatch.setattr(common.os, "cpu_count", lambda: 2)
+    _loads(monkeypatch, (0.3, 0.3, 0.3), (1.8, 0.9, 0.4))  # the benchmark's own two cores: not flagged
+    assert common.LoadGuard.start(None).finish()["flagged"] is False
+    _loads(monkeypatch, (0.3, 0.3, 0.3), (3.2, 1.5, 0.6))  # more than its own cores: another job joined
     record = common.LoadGuard.start(None).finish()
-    assert record["flagged"] is True and record["flag_reasons"] == ["1-min load at end 1.80 > 1"]
+    assert record["flagged"] is True
+    assert record["flag_reasons"] == ["1-min load at end 3.20 > 3 (the start limit + 2 CPUs)"]
 
 
 def test_the_end_line_is_printed_once_when_the_script_finishes_itself(common, monkeypatch, capsys):
