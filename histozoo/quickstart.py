@@ -27,13 +27,13 @@ STEPS = 7
 
 
 class _Progress:
-    def __init__(self, enabled: bool):
-        self.enabled, self.t0, self.n = enabled, time.perf_counter(), 0
+    def __init__(self, enabled: bool, total: int = STEPS):
+        self.enabled, self.t0, self.n, self.total = enabled, time.perf_counter(), 0, total
 
     def step(self, what: str) -> None:
         self.n += 1
         if self.enabled:
-            print(f"[{self.n}/{STEPS}] {what}  (t = {time.perf_counter() - self.t0:.0f} s)", flush=True)
+            print(f"[{self.n}/{self.total}] {what}  (t = {time.perf_counter() - self.t0:.0f} s)", flush=True)
 
 
 def sample_dir() -> str:
@@ -68,10 +68,19 @@ def run(out: str = "runs/quickstart", steps: int = 120, model: str = "", progres
     check_output_dir(out)
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
-    p = _Progress(progress)
+    p = _Progress(progress, 1 if tfx else STEPS)
     sample = sample_dir()
     name = model or pretrained.DEFAULT
     base = pretrained.load(name)  # sha256-checked; its spec carries the post-processing tuned on training images
+
+    from zoo.training import ExperimentConfig
+
+    spe = 10
+    cfg = ExperimentConfig.load(CONFIG).replace(
+        epochs=max(1, -(-steps // spe)), steps_per_epoch=spe,
+        init_weights=pretrained.PREFIX + name, postprocess=base.spec.postprocess.to_dict())
+    if tfx:
+        return _run_tfx(cfg, out, p, sample)
 
     p.step(f"records from the packaged sample ({sample})")
     from zoo.data.build import build
@@ -80,15 +89,7 @@ def run(out: str = "runs/quickstart", steps: int = 120, model: str = "", progres
     if os.path.isdir(records):
         shutil.rmtree(records)
     build("folder", sample, records, progress=progress, sources="sources.csv")
-
-    from zoo.training import ExperimentConfig
-
-    spe = 10
-    cfg = ExperimentConfig.load(CONFIG).replace(
-        data_dir=records, epochs=max(1, -(-steps // spe)), steps_per_epoch=spe,
-        init_weights=pretrained.PREFIX + name, postprocess=base.spec.postprocess.to_dict())
-    if tfx:
-        return _run_tfx(cfg, out, p, sample)
+    cfg = cfg.replace(data_dir=records)
 
     p.step(f"fine-tune {pretrained.PREFIX}{name} for {cfg.epochs * spe} steps (the one training core; MLflow run, "
            f"registered as {cfg.tracking['register_as']!r})")
@@ -202,7 +203,7 @@ def _run_tfx(cfg, out: str, p: _Progress, sample: str) -> dict:
     result = run_local(cfg_path, "folder", sample, name="quickstart", home=os.path.join(out, "tfx_root"),
                        reader_options={"sources": "sources.csv"}, quiet=True)
     print(format_outcome(result))
-    return {"tfx": True, "home": os.path.join(out, "tfx_root")}
+    return {"tfx": True, "home": os.path.join(out, "tfx_root"), "outcome": result.get("outcome")}
 
 
 def main(args) -> int:
