@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 
-from serving.export import METADATA_ASSET, _decode_image, _next_version, decode_same_size
+from serving.export import METADATA_ASSET, _decode_image, decode_same_size, new_version_dir
 from zoo.errors import ConfigError
 
 
@@ -34,13 +34,7 @@ def export_cluster_model(model, out_dir: str, version: int | None = None, metada
     if not hasattr(model, "output_channel_names") or not hasattr(model, "embedding_dim"):
         raise ConfigError(f"model {getattr(model, 'name', model)!r} is not a zoo.models.gan model (crop -> clusters)")
     s = model.config.image_size
-    os.makedirs(out_dir, exist_ok=True)
-    version = _next_version(out_dir) if version is None else int(version)
-    if version < 1:
-        raise ConfigError(f"version {version}: TF Serving versions are positive integers")
-    final = os.path.join(out_dir, str(version))
-    if os.path.exists(final):
-        raise ConfigError(f"{final}: version {version} already exists (versions are immutable; pick another)")
+    version, final = new_version_dir(out_dir, version)
 
     def outputs(crops):
         out = model(crops, training=False)

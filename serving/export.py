@@ -199,6 +199,19 @@ def _next_version(out_dir: str) -> int:
     return max(versions, default=0) + 1
 
 
+def new_version_dir(out_dir: str, version: int | None = None) -> tuple[int, str]:
+    """(version, out_dir/<version>) for a new SavedModel version: ``version`` or one more than the largest present;
+    a one-line ConfigError for a non-positive or existing version (versions are immutable)."""
+    os.makedirs(out_dir, exist_ok=True)
+    version = _next_version(out_dir) if version is None else int(version)
+    if version < 1:
+        raise ConfigError(f"version {version}: TF Serving versions are positive integers")
+    final = os.path.join(out_dir, str(version))
+    if os.path.exists(final):
+        raise ConfigError(f"{final}: version {version} already exists (versions are immutable; pick another)")
+    return version, final
+
+
 def export(model, out_dir: str, version: int | None = None, *, spec=None, max_iters: int = 1024,
            metadata: dict | None = None) -> str:
     """Write ``model`` as ``out_dir/<version>/`` (a SavedModel TF Serving reads) and return that path.
@@ -225,13 +238,7 @@ def export(model, out_dir: str, version: int | None = None, *, spec=None, max_it
     if num_classes != spec.num_channels:
         raise ConfigError(f"model {model.name!r} has {num_classes} output channels; its spec names "
                           f"{spec.num_channels}: {list(spec.channels)}")
-    os.makedirs(out_dir, exist_ok=True)
-    version = _next_version(out_dir) if version is None else int(version)
-    if version < 1:
-        raise ConfigError(f"version {version}: TF Serving versions are positive integers")
-    final = os.path.join(out_dir, str(version))
-    if os.path.exists(final):
-        raise ConfigError(f"{final}: version {version} already exists (versions are immutable; pick another)")
+    version, final = new_version_dir(out_dir, version)
 
     pred = _Predictor(model, spec, max_iters)
     archive = keras.export.ExportArchive()

@@ -56,15 +56,7 @@ def macenko_stains(od, mask, alpha: float):
     e2 = e2 * tf.where(e2[:, :1] < 0, -1.0, 1.0)
     t1 = tf.einsum("bnc,bc->bn", od, e1)
     t2 = tf.einsum("bnc,bc->bn", od, e2)
-    pct = hist_percentiles(_diamond(t1, t2), [alpha, 100.0 - alpha], weights=mask)  # [B, 2]
-    dirs = _diamond_dir(pct)  # [B, 2, 2]
-    v = dirs[..., :1] * e1[:, None, :] + dirs[..., 1:] * e2[:, None, :]  # [B, 2, 3]
-    v = v / tf.maximum(tf.norm(v, axis=-1, keepdims=True), 1e-12)
-    vmin, vmax = v[:, 0], v[:, 1]
-    h_first = (vmin[:, 0] > vmax[:, 0])[:, None]
-    he = tf.stack([tf.where(h_first, vmin, vmax), tf.where(h_first, vmax, vmin)], axis=1)
-    degenerate = (evals[:, 1] <= 1e-10) | (tf.abs(tf.reduce_sum(vmin * vmax, -1)) > 1.0 - 1e-6)
-    return he, degenerate
+    return _he_from_plane(e1, e2, t1, t2, mask, alpha, evals)
 
 
 def concentrations(od, he):
@@ -202,15 +194,7 @@ def _planar_stains(od, mask, moments, alpha: float):
     e2 = e2 * tf.where(e2[:, :1] < 0, -1.0, 1.0)
     t1 = od[:, 0] * e1[:, :1] + od[:, 1] * e1[:, 1:2] + od[:, 2] * e1[:, 2:]
     t2 = od[:, 0] * e2[:, :1] + od[:, 1] * e2[:, 1:2] + od[:, 2] * e2[:, 2:]
-    pct = hist_percentiles(_diamond(t1, t2), [alpha, 100.0 - alpha], weights=mask)  # [B, 2]
-    dirs = _diamond_dir(pct)  # [B, 2, 2]
-    v = dirs[..., :1] * e1[:, None, :] + dirs[..., 1:] * e2[:, None, :]  # [B, 2, 3]
-    v = v / tf.maximum(tf.norm(v, axis=-1, keepdims=True), 1e-12)
-    vmin, vmax = v[:, 0], v[:, 1]
-    h_first = (vmin[:, 0] > vmax[:, 0])[:, None]
-    he = tf.stack([tf.where(h_first, vmin, vmax), tf.where(h_first, vmax, vmin)], axis=1)
-    degenerate = (evals[:, 1] <= 1e-10) | (tf.abs(tf.reduce_sum(vmin * vmax, -1)) > 1.0 - 1e-6)
-    return he, degenerate
+    return _he_from_plane(e1, e2, t1, t2, mask, alpha, evals)
 
 
 def _pinv(he):
@@ -243,3 +227,20 @@ def _planar_output(images, od, mix, io: float):
     planes = [od[:, 0] * mix[:, 0, j, None] + od[:, 1] * mix[:, 1, j, None] + od[:, 2] * mix[:, 2, j, None]
               for j in range(3)]
     return tf.reshape(tf.stack([to_uint8(io * tf.exp(-t)) for t in planes], axis=-1), tf.shape(images))
+
+
+def _he_from_plane(e1, e2, t1, t2, mask, alpha, evals):
+    """Macenko et al. steps 4-6: the robust extreme angles (alpha / 100 - alpha percentiles, tissue pixels only) of the
+    OD projections (t1, t2) on the plane of the two largest eigenvectors (e1, e2) -> the H and E unit vectors [B, 2, 3]
+    (hematoxylin first: the larger red OD), and whether the estimate is degenerate (flat tissue or parallel vectors)."""
+    import tensorflow as tf
+
+    pct = hist_percentiles(_diamond(t1, t2), [alpha, 100.0 - alpha], weights=mask)  # [B, 2]
+    dirs = _diamond_dir(pct)  # [B, 2, 2]
+    v = dirs[..., :1] * e1[:, None, :] + dirs[..., 1:] * e2[:, None, :]  # [B, 2, 3]
+    v = v / tf.maximum(tf.norm(v, axis=-1, keepdims=True), 1e-12)
+    vmin, vmax = v[:, 0], v[:, 1]
+    h_first = (vmin[:, 0] > vmax[:, 0])[:, None]
+    he = tf.stack([tf.where(h_first, vmin, vmax), tf.where(h_first, vmax, vmin)], axis=1)
+    degenerate = (evals[:, 1] <= 1e-10) | (tf.abs(tf.reduce_sum(vmin * vmax, -1)) > 1.0 - 1e-6)
+    return he, degenerate
