@@ -30,7 +30,7 @@ from typing import Any, Optional
 
 from zoo.errors import ConfigError
 
-OPTIMIZERS = ("adam", "sgd", "adamw")
+OPTIMIZERS = ("adam", "sgd", "adamw", "adadelta")
 SCHEDULES = ("constant", "step", "poly", "cosine")
 WEIGHT_DECAY_MODES = ("decoupled", "coupled")
 BEST_MODES = ("max", "min")
@@ -195,7 +195,8 @@ class ExperimentConfig:
     fold: with datasets that have folds.json (TNBC), train on fold k's train images, validate on its test images.
     input: zoo.data.input.InputConfig fields (its ``seed`` defaults to the config's).  loss, loss_config: a
     registered zoo.losses name and its keyword options.
-    optimizer: adam | sgd | adamw; learning_rate, momentum (sgd).
+    optimizer: adam | sgd | adamw | adadelta (Yuan & Suh colorization: lr 1.0; rho / eps from the model config);
+    learning_rate, momentum (sgd).
     weight_decay, weight_decay_mode: ``decoupled`` (default: Keras' optimizer ``weight_decay``, every variable) or
     ``coupled`` (an L2 penalty (weight_decay / 2) ||k||^2 on the kernels only, in the loss, so its gradient passes
     through momentum / Adam's moments). Naylor et al. (Caffe SGD, momentum 0.9, weight decay 5e-5) and Qu et al.

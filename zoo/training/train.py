@@ -92,6 +92,8 @@ def make_optimizer(config: ExperimentConfig):
     wd = (config.weight_decay or None) if config.weight_decay_mode == "decoupled" else None
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(lr, momentum=config.momentum, weight_decay=wd)
+    if config.optimizer == "adadelta":  # the colorization model sets rho / epsilon from its config at compile
+        return keras.optimizers.Adadelta(lr)
     if config.optimizer == "adamw":
         decay = (config.weight_decay or 0.004) if config.weight_decay_mode == "decoupled" else 0.0
         return keras.optimizers.AdamW(lr, weight_decay=decay)
