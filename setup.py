@@ -21,7 +21,7 @@ setup(
     # the packaged sample, the shipped pretrained models and the quickstart's config (data, not code)
     package_data={"zoo": ["sample_data/*/*.csv", "sample_data/*/*.md", "sample_data/*/*/*.png",
                           "pretrained/*/*.keras", "pretrained/*/*.json", "pretrained/*/*.md"],
-                  "histozoo": ["quickstart.yaml"]},
+                  "histozoo": ["quickstart.yaml", "annotate/static/*"]},
     include_package_data=True,
     install_requires=[
         "tensorflow>=2.21,<2.22",
@@ -45,7 +45,9 @@ setup(
         "matplotlib>=3.9",
     ],
     extras_require={
-        "dev": ["pytest>=8"],
+        # playwright drives Debian's chromium in the annotation tool's browser test (never `playwright install`);
+        # not in the Python 3.13 TFX environment, where that test is not run
+        "dev": ["pytest>=8", "playwright>=1.49,<2; python_version < '3.12'"],
         # TFX 1.21 needs glibc >= 2.39 (ml-metadata, TFDV wheels); on older hosts use scripts/tfx_env.sh.
         "tfx": ["tfx==1.21.0", "kfp-pipeline-spec>=0.3,<2.17"],
         # zoo.slides: SVS / NDPI / MRXS / ... through OpenSlide (pyramidal TIFF / OME-TIFF / SVS need only tifffile)
