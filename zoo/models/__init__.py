@@ -25,6 +25,7 @@ from zoo.models.unet import UNet, UNetConfig
 from zoo.models.qu import QuConfig, QuNet
 from zoo.models.hovernet import HoVerNet, HoVerNetConfig
 from zoo.models.gan import InfoGAN, InfoGANConfig, YuanSuhConfig, YuanSuhInfoGAN
+from zoo.models.interactive import InteractiveConfig, InteractiveNet  # click-conditioned HRNet + OCR (issue 23)
 from zoo.models.colorization import ColorizationConfig, ColorizationNet, ColorNormNet, ColorNormNetConfig
 
 
