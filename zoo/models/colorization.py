@@ -223,7 +223,7 @@ class ColorizationNet(keras.Model):
         """-> (rgb [B, H, W, 3], ab [B, H, W, 2], logits or None, L / 100)."""
         from zoo.stain.reinhard import lab_to_rgb
 
-        x = tf.cast(x, tf.float32)
+        x = tf.ensure_shape(tf.cast(x, tf.float32), [None, None, None, 3])
         x, h, w = pad_to_multiple(x, self.min_divisor)
         lum = self.luminance(x)
         logits = None
@@ -393,7 +393,7 @@ class ColorNormNet(keras.Model):
         return keras.ops.cast(self.shift(h), "float32")
 
     def call(self, inputs, training=None):
-        x = tf.cast(inputs, tf.float32)
+        x = tf.ensure_shape(tf.cast(inputs, tf.float32), [None, None, None, 3])
         return tf.clip_by_value(x + self.shifts(x, training=training)[:, None, None, :], 0.0, 1.0)
 
     def build(self, input_shape=None):
