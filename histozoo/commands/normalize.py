@@ -12,6 +12,7 @@ def _cmd_normalize(args) -> int:
 
     summary = normalize_folder(args.input, args.output, method=args.method, target=args.target, params=args.params,
                                save_params=args.save_params, jit=not args.no_jit, progress=not args.quiet,
+                               model=args.model,
                                on_error=lambda msg: tqdm.write(f"histozoo normalize: {msg}", file=sys.stderr))
     failed = len(summary["failed"])
     print(f"normalized {summary['normalized']}/{summary['images']} images with {summary['method']} into "
@@ -25,11 +26,13 @@ def _cmd_normalize(args) -> int:
 
 
 def add(sub) -> None:
-    p = sub.add_parser("normalize", help="stain-normalize a folder of H&E images (Reinhard, Macenko, Vahadane)")
+    p = sub.add_parser("normalize", help="stain-normalize a folder of H&E images (Reinhard, Macenko, Vahadane, neural)")
     p.add_argument("input", metavar="IN", help="an image or a folder of images (searched recursively)")
     p.add_argument("output", metavar="OUT", help="output folder (same relative names and formats)")
-    p.add_argument("--method", choices=["reinhard", "macenko", "vahadane"], default=None,
-                   help="stain method (default macenko; with --params, the saved method)")
+    p.add_argument("--method", choices=["reinhard", "macenko", "vahadane", "colorization", "colornormnet"],
+                   default=None, help="stain method (default macenko; with --params, the saved method)")
+    p.add_argument("--model", metavar="URI", help="the trained network of colorization / colornormnet (.keras file "
+                                                  "or training run folder)")
     p.add_argument("--target", metavar="REF", help="reference image to fit the target stain to")
     p.add_argument("--params", metavar="F", help="fitted parameters written earlier with --save-params")
     p.add_argument("--save-params", metavar="F", help="write the fitted parameters (JSON) to F")

@@ -36,10 +36,22 @@ def list_images(root: str | os.PathLike) -> list[str]:
     return found
 
 
-def _normalizer(method, target, params, normalizer, save_params, jit):
+def _normalizer(method, target, params, normalizer, save_params, jit, model=None):
     from zoo import stain
+    from zoo.stain.neural import needs_target
+
     from zoo.data.imageio import read_rgb
 
+    neural = method in ("colorization", "colornormnet")
+    if model is not None and params is None and not neural:
+        raise ConfigError("normalize: --model needs --method colorization or colornormnet")
+    if neural and params is None and model is None:
+        raise ConfigError(f"normalize: --method {method} needs --model (a .keras file or a training run folder)")
+    if neural and not needs_target(method) and target is None and params is None and normalizer is None:
+        norm = stain.get_normalizer(method, model=model).fit()
+        if save_params:
+            norm.save(save_params)
+        return norm
     if sum(x is not None for x in (target, params, normalizer)) != 1:
         raise ConfigError("normalize: give exactly one of --target REF (fit) or --params FILE (load fitted)")
     if normalizer is not None:
@@ -49,7 +61,7 @@ def _normalizer(method, target, params, normalizer, save_params, jit):
         if method is not None and method != norm.name:
             raise ConfigError(f"normalize: --method {method} but {params} holds {norm.name} parameters")
         return norm
-    norm = stain.get_normalizer(method or "macenko", jit=jit)
+    norm = stain.get_normalizer(method or "macenko", jit=jit, **({"model": model} if neural else {}))
     try:
         norm.fit(read_rgb(os.fspath(target)))
     except ConfigError as e:
@@ -62,13 +74,15 @@ def _normalizer(method, target, params, normalizer, save_params, jit):
 def normalize_folder(input: str | os.PathLike, output: str | os.PathLike, *, method: str | None = None,
                      target: str | os.PathLike | None = None, params: str | os.PathLike | None = None,
                      normalizer=None, save_params: str | os.PathLike | None = None, jit: bool = True,
-                     progress: bool = True, on_error: Callable[[str], None] | None = None) -> dict:
+                     progress: bool = True, on_error: Callable[[str], None] | None = None,
+                     model: str | os.PathLike | None = None) -> dict:
     """Stain-normalize the image ``input`` or every image under the folder ``input`` into the folder ``output``.
 
     The normalizer comes from exactly one of: ``target`` (a reference image to fit ``method`` to, default
     macenko; ``save_params`` writes the fitted parameters), ``params`` (a file written by ``save`` /
     ``--save-params``; ``method``, if given, must match it) or ``normalizer`` (a fitted ``StainNormalizer``).
-    Outputs keep their relative paths and formats. ``output`` is checked before anything is fitted or read
+    The neural methods (``colorization``, ``colornormnet``; zoo.stain.neural) also need ``model``, a trained
+    network (.keras file or run folder); colornormnet needs no target. Outputs keep their relative paths and formats. ``output`` is checked before anything is fitted or read
     (``ConfigError`` naming it when it is a file or not writable).
 
     Returns ``{"method", "input", "output", "images", "normalized", "failed": [{"path", "error"}],
@@ -81,7 +95,7 @@ def normalize_folder(input: str | os.PathLike, output: str | os.PathLike, *, met
     t0 = time.perf_counter()
     input, output = os.fspath(input), os.fspath(output)
     out_root = atomic.check_output_dir(output)
-    norm = _normalizer(method, target, params, normalizer, save_params, jit)
+    norm = _normalizer(method, target, params, normalizer, save_params, jit, model)
     files = list_images(input)
     if not files:
         raise DataError(input, "no PNG/JPEG/TIFF/BMP images found")
@@ -108,5 +122,6 @@ def normalize_folder(input: str | os.PathLike, output: str | os.PathLike, *, met
     return {"method": norm.name, "input": os.path.abspath(input), "output": out_root, "images": len(files),
             "normalized": len(files) - len(failed), "failed": failed,
             "fallbacks": {k: fallbacks[k] for k in sorted(fallbacks)},
-            "params_saved": os.path.abspath(save_params) if (save_params and target is not None) else None,
+            "params_saved": os.path.abspath(save_params) if (save_params and params is None and normalizer is None)
+            else None,
             "wall_s": time.perf_counter() - t0}
