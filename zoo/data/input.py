@@ -68,6 +68,9 @@ class InputConfig:
     mixed_supervision: Qu et al.'s mixed supervision (target inner_contour, types merged): records with instance maps
         give zoo.data.targets.mixed_instance_target labels (inner of unknown type = K + 2), records with centre
         points only give mixed_point_target discs; the per-pixel labels tell zoo.losses.mixed which term applies.
+    interactive: click-conditioned examples (zoo.interactive.maps.simulated_clicks; target "binary"): x gains the
+        positive / negative click disks and a previous mask (float32 [B, P, P, 6]), y is ONE chosen nucleus (0 / 1);
+        max_positive_clicks, max_negative_clicks, click_radius (px) its parameters.
     cache: keep decoded (resampled) images in memory after the first pass.
     num_parallel_calls: map parallelism (-1 = AUTOTUNE).
     """
@@ -109,6 +112,10 @@ class InputConfig:
     cache: bool = True
     num_parallel_calls: int = -1
     mixed_supervision: bool = False
+    interactive: bool = False
+    max_positive_clicks: int = 3
+    max_negative_clicks: int = 3
+    click_radius: float = 3.0
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -148,6 +155,12 @@ class InputConfig:
                    "'merged' needs target='inner_contour' or 'hovernet'")
         if self.types != "none":
             _check(self.num_types >= 1, "num_types", f"must be >= 1 with types={self.types!r}")
+        if self.interactive:
+            _check(self.target == "binary" and self.types == "none" and self.weight_map == "none"
+                   and not self.mixed_supervision, "interactive",
+                   "needs target='binary', types='none', weight_map='none' and no mixed supervision")
+            _check(self.max_positive_clicks >= 1 and self.max_negative_clicks >= 0 and self.click_radius > 0,
+                   "interactive", "needs max_positive_clicks >= 1, max_negative_clicks >= 0, click_radius > 0")
         if self.mixed_supervision:
             _check(self.types == "merged", "mixed_supervision", "needs target='inner_contour' and types='merged'")
             _check(self.weight_map in ("none", "unet", "unet_nucleus_distance"), "mixed_supervision",
@@ -330,7 +343,13 @@ def _patch(e: dict, seed, cfg: InputConfig):
         inst, types = _unpack(augment.sample(e["label"], coords, "nearest"), cfg)
         y, w = _targets(inst, types, cfg)
     x = augment.photometric(x, s[2], cfg)
-    x = tf.ensure_shape(x, [p, p, 3])
+    if cfg.interactive:  # clicks on one nucleus of the warped instance map (zoo.interactive.maps)
+        from zoo.interactive.maps import simulated_clicks
+
+        seed = tf.random.experimental.stateless_fold_in(s[2], 23)
+        extra, y = simulated_clicks(inst, seed, cfg.max_positive_clicks, cfg.max_negative_clicks, cfg.click_radius)
+        x, w = tf.concat([x, extra], -1), tf.ones([p, p], tf.float32)
+    x = tf.ensure_shape(x, [p, p, 6 if cfg.interactive else 3])
     return x, y, w
 
 
