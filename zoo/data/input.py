@@ -38,6 +38,28 @@ from zoo.errors import ConfigError, DataError
 AUTOTUNE = tf.data.AUTOTUNE
 TYPE_MODES = ("none", "extra", "merged")
 _TYPE_SHIFT = 256  # instance id and nucleus type travel packed in one int32 label: id * 256 + type
+IMAGE_TARGETS = ("tissue_class",)  # image-level targets: y int32 per patch, w 1.0 (no instance maps needed)
+#: Image-level tissue classes (target tissue_class; the colorization head, Yuan & Suh sec. 3.1): the MoNuSeg organ
+#: (records' tissue_class = the reader's ORGANS index, named from the TCGA code as PROVENANCE gives it), then the
+#: dataset of origin of the other datasets (TNBC breast, CRCHistoPhenotypes colon, bone marrow).
+ORIGIN_DATASETS = ("tnbc", "crchistophenotypes", "bone_marrow")
+
+
+def tissue_classes() -> tuple:
+    """The names of the ``tissue_class`` target's classes, in index order."""
+    from zoo.data.readers.monuseg import ORGANS
+
+    return tuple(f"monuseg_{o.lower()}" for o in ORGANS) + ("tnbc_breast", "crc_colon", "bone_marrow")
+
+
+def _tissue_class(ex: dict):
+    """The ``tissue_class`` target of a decoded record (``tissue_classes``): a MoNuSeg record's organ index, another
+    dataset's index in ORIGIN_DATASETS after the organs, else -1 (left out of the class loss)."""
+    from zoo.data.readers.monuseg import ORGANS
+
+    origin = tf.where(tf.equal(ex["dataset"], tf.constant(ORIGIN_DATASETS)))[:, 0]
+    other = tf.cond(tf.size(origin) > 0, lambda: tf.cast(origin[0], tf.int32) + len(ORGANS), lambda: tf.constant(-1))
+    return tf.where(tf.equal(ex["dataset"], "monuseg2018"), ex["tissue_class"], other)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +95,12 @@ class InputConfig:
         max_positive_clicks, max_negative_clicks, click_radius (px) its parameters.
     cache: keep decoded (resampled) images in memory after the first pass.
     num_parallel_calls: map parallelism (-1 = AUTOTUNE).
+    stain: a fitted stain normalizer's JSON file (``StainNormalizer.save`` / ``histozoo normalize --save-params``;
+        any zoo.stain method, the neural colorization / colornormnet included) applied to every decoded image before
+        resampling and patching; the training core records it in the model's InferenceSpec, so inference and the
+        serving graph apply the same one ("" = none).
+    Target ``tissue_class`` (the colorization network, zoo.models.colorization): y = the image-level tissue class
+        int32 (``TISSUE_CLASSES``: the MoNuSeg organ, else the dataset of origin, else -1), w = 1.
     """
 
     patch_size: int = 256
@@ -112,6 +140,7 @@ class InputConfig:
     cache: bool = True
     num_parallel_calls: int = -1
     mixed_supervision: bool = False
+    stain: str = ""
     interactive: bool = False
     max_positive_clicks: int = 3
     max_negative_clicks: int = 3
@@ -125,7 +154,8 @@ class InputConfig:
                 object.__setattr__(self, f.name, float(v))
             elif not isinstance(v, want) or (want is int and isinstance(v, bool)):
                 raise ConfigError(f"InputConfig.{f.name}: expected {f.type}, got {v!r}")
-        _check(self.target in targets.TARGETS, "target", f"must be one of {targets.TARGETS}")
+        _check(self.target in targets.TARGETS + IMAGE_TARGETS, "target",
+               f"must be one of {targets.TARGETS + IMAGE_TARGETS}")
         _check(self.weight_map in targets.WEIGHT_MAPS, "weight_map", f"must be one of {targets.WEIGHT_MAPS}")
         _check(self.types in TYPE_MODES, "types", f"must be one of {TYPE_MODES}")
         for name in ("patch_size", "batch_size", "patches_per_image", "boundary_width"):
@@ -228,6 +258,8 @@ def _check_labels(paths: Sequence[str], config: InputConfig) -> None:
     if first is None:
         raise DataError(paths[0], "record shard is empty")
     s = records.to_sample(first)
+    if config.target in IMAGE_TARGETS:  # image-level targets need no labels
+        return
     if config.mixed_supervision:  # each record trains on what it has (instances, or centre points)
         return
     if config.target == "points" and s.points_yx is None:
@@ -272,7 +304,8 @@ def _prepare(ex: dict, cfg: InputConfig) -> dict:
 
         image, label, pts = tf.cond(tf.equal(scale, 1.0), lambda: (image, label, pts), resample)
     return {"image": image, "label": label, "points_yx": pts, "point_classes": ex["point_classes"],
-            "image_id": ex["image_id"], "scale": scale, "has_instances": ex["has_instances"]}
+            "image_id": ex["image_id"], "scale": scale, "has_instances": ex["has_instances"],
+            "tissue_class": _tissue_class(ex)}
 
 
 def _unpack(label, cfg: InputConfig):
@@ -336,6 +369,8 @@ def _patch(e: dict, seed, cfg: InputConfig):
     x = augment.sample(e["image"], coords, "bilinear") / 255.0
     if cfg.mixed_supervision:
         y, w = _mixed_targets(e, coords, m, centre, s[1], cfg)
+    elif cfg.target == "tissue_class":
+        y, w = e["tissue_class"], tf.constant(1.0)
     elif cfg.target == "points":
         pts = augment.transform_points(e["points_yx"], m, centre, p, s[1], cfg)
         y, w = _point_targets(pts, e["point_classes"], [p, p], cfg)
@@ -429,6 +464,12 @@ def _images(source, config: InputConfig, split: str, fold: int | None):
     npc = AUTOTUNE if config.num_parallel_calls == -1 else config.num_parallel_calls
     ds = tf.data.TFRecordDataset(paths, compression_type=records.COMPRESSION)
     ds = ds.map(records.decode, num_parallel_calls=npc, deterministic=True)
+    if config.stain:  # the fitted stain normalizer, on every decoded image (zoo.stain; its spec records it)
+        from zoo.stain.base import load as load_stain
+
+        norm = load_stain(config.stain, jit=False)
+        ds = ds.map(lambda ex: {**ex, "image": norm.tf_transform(ex["image"][None])[0]}, num_parallel_calls=npc,
+                    deterministic=True)
     if ids is not None:
         wanted = tf.constant(sorted(ids))
         ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["image_id"], wanted)))

@@ -11,7 +11,8 @@ Segmentation losses take integer labels ``[B, H, W]``, softmax probabilities ``[
 - ``hovernet``: Graham et al.'s NP (CE + Dice), HV (MSE + MSGE) and TP (CE + Dice) terms on HoVer-Net's stacked
   float target [B, H, W, 3 (+1)] (zoo.losses.hovernet);
 - ``infowgan_gp``: Hu et al.'s InfoWGAN-GP game (critic with gradient penalty, generator, mutual information;
-  zoo.losses.gan), taken by the GAN models' compile.
+  zoo.losses.gan), taken by the GAN models' compile;
+- ``simgan``: Shrivastava et al.'s SimGAN discriminator and refiner losses (zoo.losses.simgan), taken by the refiner.
 
 Importing this package registers the loss classes with Keras (a compiled ``.keras`` file names them).
 """
@@ -23,7 +24,8 @@ from zoo.losses.dice import CrossEntropyDice, SoftDice
 from zoo.losses.mixed import QuMixedLoss
 from zoo.losses.hovernet import HoVerNetLoss
 from zoo.losses.gan import InfoWGANGPLoss, gradient_penalty, mutual_information_loss
+from zoo.losses.simgan import SimGANLoss
 
 __all__ = ["available_losses", "get_loss", "register_loss", "PixelLoss", "WeightedCrossEntropy",
            "pixel_cross_entropy", "SoftDice", "CrossEntropyDice", "QuMixedLoss", "HoVerNetLoss", "InfoWGANGPLoss",
-           "gradient_penalty", "mutual_information_loss"]
+           "gradient_penalty", "mutual_information_loss", "SimGANLoss"]

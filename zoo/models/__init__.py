@@ -25,6 +25,7 @@ from zoo.models.unet import UNet, UNetConfig
 from zoo.models.qu import QuConfig, QuNet
 from zoo.models.hovernet import HoVerNet, HoVerNetConfig
 from zoo.models.gan import InfoGAN, InfoGANConfig, YuanSuhConfig, YuanSuhInfoGAN
+from zoo.models.simgan import SimGANConfig, SimGANRefiner
 from zoo.models.interactive import InteractiveConfig, InteractiveNet  # click-conditioned HRNet + OCR (issue 23)
 from zoo.models.colorization import ColorizationConfig, ColorizationNet, ColorNormNet, ColorNormNetConfig
 
@@ -40,4 +41,4 @@ def pretrained(name: str = "nuclei-unet-monuseg"):
 __all__ = ["pretrained", "ModelConfig", "SegmentationModel", "available", "build", "get", "register", "PangNet", "PangNetConfig",
            "FCN8s", "FCN8sConfig", "DeconvNet", "DeconvNetConfig", "Ensemble", "EnsembleConfig", "EnsembleMember",
            "UNet", "UNetConfig", "QuNet", "QuConfig", "HoVerNet", "HoVerNetConfig", "InfoGAN",
-           "InfoGANConfig", "YuanSuhInfoGAN", "YuanSuhConfig"]
+           "InfoGANConfig", "YuanSuhInfoGAN", "YuanSuhConfig", "SimGANRefiner", "SimGANConfig"]

@@ -116,3 +116,106 @@ def train_step(model, data) -> dict:
     t["q_loss"].update_state(info_step(model, share))
     return {k: m.result() for k, m in t.items()}
 
+
+
+# ------------------------------------------------------------------------------------------------ SimGAN refiner
+def compile_refiner(model, optimizer=None, loss=None, run_eagerly=False, jit_compile=False, **_ignored) -> None:
+    """Set up ``model`` (a zoo.models.simgan.SimGANRefiner) for ``fit``: R's Adam = ``optimizer`` (default Adam 2e-4)
+    with the config's beta_1, D's Adam from the config, ``loss`` a SimGANLoss (default lambda_reg 1.0). No XLA: the
+    step selects the batch's real and synthetic samples with data-dependent shapes."""
+    from zoo.losses.simgan import SimGANLoss
+
+    cfg = model.config
+    if not model.built:
+        model.build((None, None, None, 3))
+    if optimizer is None:
+        optimizer = keras.optimizers.Adam(2e-4)
+    elif isinstance(optimizer, str):
+        optimizer = keras.optimizers.get(optimizer)
+    if not isinstance(optimizer, keras.optimizers.Adam):
+        raise ConfigError(f"model {model.registry_name!r}: the refiner trains with Adam; set optimizer: adam "
+                          f"(got {type(optimizer).__name__})")
+    optimizer.beta_1 = cfg.beta_1
+    if loss is None:
+        loss = SimGANLoss()
+    if not isinstance(loss, SimGANLoss):
+        raise ConfigError(f"model {model.registry_name!r}: the refiner trains with loss: simgan (got "
+                          f"{getattr(loss, 'name', type(loss).__name__)!r})")
+    keras.Model.compile(model, optimizer=optimizer, run_eagerly=run_eagerly, jit_compile=False)
+    object.__setattr__(model, "r_optimizer", optimizer)
+    object.__setattr__(model, "d_optimizer", keras.optimizers.Adam(cfg.d_learning_rate, beta_1=cfg.beta_1,
+                                                                   name="d_optimizer"))
+    object.__setattr__(model, "gan_loss", loss)
+    for m in model.metrics:
+        m.reset_state()
+
+
+def _real_mask(w, batch):
+    """1.0 for the samples whose per-pixel weights are all 0 (unlabelled real images, zoo.models.simgan's data
+    contract), else 0.0; [B]."""
+    if isinstance(w, dict):
+        w = next(iter(w.values()))
+    flat = tf.reshape(tf.cast(w, tf.float32), tf.stack([batch, -1]))
+    return tf.cast(tf.reduce_max(flat, axis=1) <= 0.0, tf.float32)
+
+
+def _history_draw(model, k):
+    """(k images drawn uniformly from the filled part of the history buffer, their weights: 1 once it has any)."""
+    filled = tf.convert_to_tensor(model.history_filled)
+    idx = keras.random.randint((k,), 0, tf.maximum(filled, 1), seed=model.seed_generator, dtype="int32")
+    return tf.gather(tf.convert_to_tensor(model.history_buffer), idx), tf.fill([k], tf.cast(filled > 0, tf.float32))
+
+
+def _history_write(model, refined, synthetic):
+    """Write the batch's refined synthetic images into the buffer: appended while it has room, then at uniformly
+    random places (Shrivastava sec. 2.3)."""
+    new = tf.boolean_mask(refined, synthetic > 0)
+    m = tf.shape(new)[0]
+    size = model.config.history_size
+    filled = tf.convert_to_tensor(model.history_filled)
+    slot = filled + tf.range(m)
+    rand = keras.random.randint((m,), 0, size, seed=model.seed_generator, dtype="int32")
+    pos = tf.where(slot < size, slot, rand)
+    model.history_buffer.assign(tf.tensor_scatter_nd_update(tf.convert_to_tensor(model.history_buffer), pos[:, None], new))
+    model.history_filled.assign(tf.minimum(filled + m, size))
+
+
+def refiner_train_step(model, data) -> dict:
+    """One SimGAN iteration (Shrivastava et al. Algorithm 1 with K_d = K_g = 1; Bhatia sec. 3.2.1): a D step on the
+    batch's real images against its refined synthetic images plus as many from the history buffer, then an R step on
+    its synthetic images (L_R = adversarial + lambda * L1). Real vs synthetic per sample: zoo.models.simgan's data
+    contract (all-zero weights = unlabelled real image)."""
+    from zoo.losses.simgan import SimGANLoss  # noqa: F401  (the loss object is model.gan_loss)
+
+    x, w = data[0], (data[2] if isinstance(data, (tuple, list)) and len(data) > 2 else None)
+    p = model.config.patch_size
+    if x.shape[1] is not None and (x.shape[1] != p or x.shape[2] != p):
+        raise ConfigError(f"model {model.registry_name!r}: training patches are {x.shape[1]} x {x.shape[2]} px, "
+                          f"the history buffer holds {p} x {p}: set model_config.patch_size = input.patch_size")
+    x = tf.cast(x, tf.float32) * 2.0 - 1.0
+    b = tf.shape(x)[0]
+    real = _real_mask(w, b) if w is not None else tf.zeros([b])
+    synthetic = 1.0 - real
+    loss = model.gan_loss
+    # D step: real images (label "real") vs current + history refined images (label "refined")
+    refined = model.refine_scaled(x, training=True)
+    hist, hist_w = _history_draw(model, b)
+    d_vars = model.discriminator_variables()
+    with tf.GradientTape() as tape:
+        d_loss = loss.discriminator_loss(model.discriminate(x, training=True), real,
+                                         model.discriminate(tf.concat([refined, hist], 0), training=True),
+                                         tf.concat([synthetic, hist_w], 0))
+    _apply(model.d_optimizer, d_loss, tape, d_vars)
+    _history_write(model, refined, synthetic)
+    # R step: fool D on the synthetic images, stay close to them (L1)
+    r_vars = model.refiner_variables()
+    with tf.GradientTape() as tape:
+        r = model.refine_scaled(x, training=True)
+        r_loss, adv, l1 = loss.refiner_loss(model.discriminate(r, training=True), (r + 1.0) * 0.5,
+                                            (x + 1.0) * 0.5, synthetic)
+    _apply(model.r_optimizer, r_loss, tape, r_vars)
+    t = model._game_trackers
+    for k, v in (("loss", r_loss), ("d_loss", d_loss), ("adv_loss", adv), ("l1", l1),
+                 ("real_fraction", tf.reduce_mean(real))):
+        t[k].update_state(v)
+    return {k: m.result() for k, m in t.items()}

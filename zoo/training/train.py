@@ -560,8 +560,13 @@ def make_spec(config: ExperimentConfig, model, records: Optional[Sequence[str]] 
     # models whose output is not a per-pixel map name their channels (the GAN models: one per cluster of Q)
     channels = getattr(model, "output_channel_names", None) or channel_names(model_channels(model, divisor),
                                                                             inp.target, typed)
+    stain = None
+    if getattr(inp, "stain", ""):  # the input layer's stain normalizer (zoo.data.input), applied again at inference
+        from zoo.stain.base import load as load_stain
+
+        stain = load_stain(inp.stain, jit=False).to_json()
     return InferenceSpec(channels=channels, class_names=class_names,
-                         mpp=inp.mpp if inp.mpp > 0 else data_mpp, divisor=divisor, stain=None,
+                         mpp=inp.mpp if inp.mpp > 0 else data_mpp, divisor=divisor, stain=stain,
                          postprocess=config.postprocess, model=config.model)
 
 

@@ -21,9 +21,10 @@ def _value(loss, y, p, w=None):
 
 
 def test_registry_names_and_errors():
-    assert losses.available_losses() == ["ce_dice", "dice", "hovernet", "infowgan_gp", "qu_mixed", "weighted_ce"]
+    assert losses.available_losses() == ["ce_dice", "dice", "hovernet", "infowgan_gp", "qu_mixed", "simgan",
+                                         "weighted_ce"]
     with pytest.raises(ConfigError, match=r"unknown loss .focal. \(available: ce_dice, dice, hovernet, infowgan_gp, "
-                                          r"qu_mixed, weighted_ce\)"):
+                                          r"qu_mixed, simgan, weighted_ce\)"):
         losses.get_loss("focal")
     with pytest.raises(ConfigError, match=r"loss 'dice': unknown option\(s\) 'smoth' \(known: smooth"):
         losses.get_loss("dice", smoth=1.0)
