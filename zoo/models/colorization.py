@@ -41,13 +41,12 @@ from zoo.models.registry import register
 AB_SCALE = 110.0  # tanh * 110 spans the sRGB gamut's chroma (a in [-86, 98], b in [-108, 95])
 LOSS_AB_SCALE = 100.0  # the MSE is on chroma / 100 (O(1) targets)
 
-#: Tissue classes of the colorization head: the MoNuSeg organ (the reader's ORGANS, from the TCGA code as
-#: WeakNucleiSeg / PROVENANCE name it) and, for the other datasets, the dataset of origin (zoo.data.input
-#: ``target: tissue_class``).
-from zoo.data.readers.monuseg import ORGANS  # noqa: E402
-ORIGIN_DATASETS = ("tnbc", "crchistophenotypes", "bone_marrow")
-TISSUE_CLASSES = tuple(f"monuseg_{o.lower()}" for o in ORGANS) + ("tnbc_breast", "crc_colon", "bone_marrow")
+#: Tissue classes of the colorization head: the MoNuSeg organ (the reader's ORGANS, named from the TCGA code as
+#: WeakNucleiSeg / PROVENANCE name it) and, for the other datasets, the dataset of origin (TNBC breast,
+#: CRCHistoPhenotypes colon, bone marrow): the input layer's ``target: tissue_class`` (zoo.data.input).
+from zoo.data.input import tissue_classes  # noqa: E402
 
+TISSUE_CLASSES = tissue_classes()
 
 def _conv(filters, stride=1, kernel=3, name=None):
     return keras.layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=name)
