@@ -472,10 +472,10 @@ class Workspace:
             if cur in unused:
                 rgba[props == cur] = (255, 0, 255, 90)
                 rgba[find_boundaries(props == cur, mode="inner")] = (255, 0, 255, 255)
-        rgba[inst > 0] = (0, 200, 0, 70)
+        rgba[inst > 0] = (0, 220, 0, 110)
         rgba[find_boundaries(inst, mode="inner") & (inst > 0)] = (0, 255, 0, 255)
         if mask is not None:
-            rgba[mask] = (255, 220, 0, 110)
+            rgba[mask] = (255, 220, 0, 150)
             rgba[find_boundaries(mask, mode="inner") & mask] = (255, 190, 0, 255)
         return png_bytes(rgba)
 
