@@ -63,7 +63,7 @@ def write_synthetic(images_dir: str, n: int, out: str, config: SynthesisConfig =
     t0 = time.perf_counter()
     with DatasetWriter(out, ()) as w:
         for i in progress_bar(range(n), "synth", progress):
-            tile = synthesize(images, config, seed=seed, index=i, names=names)
+            tile = synthesize(images, config, seed=seed, index=i, names=paths)
             image = tile.image if refiner is None else refine(refiner, tile.image)
             split = "all" if include_real else ("train" if i < n_train else "val")
             w.add(Sample(image=image, image_id=f"synthetic-{seed}-{i:05d}", dataset=DATASET,
