@@ -264,12 +264,35 @@ class Workspace:
         if self.segmenter is None:
             raise BadRequest("no interactive model is loaded (start with --model)")
         clicks = [(int(y), int(x), bool(p)) for y, x, p in st.clicks]
+        image, f = st.image, self._factor()
+        if f != 1.0:  # the segmenter works at its own µm/px (zoo.interactive): resample there and back
+            from zoo.inference import resize
+
+            h, w = st.instances.shape
+            shape = (max(1, round(h * f)), max(1, round(w * f)))
+            image = np.clip(np.round(resize(image, shape, 1)), 0, 255).astype(np.uint8)
+            clicks = [(min(int((y + 0.5) * f), shape[0] - 1), min(int((x + 0.5) * f), shape[1] - 1), p)
+                      for y, x, p in clicks]
+            prev = None if prev is None else resize(prev.astype(np.uint8), shape, 0).astype(bool)
         with self._model_lock:
-            mask = np.asarray(self.segmenter.segment(st.image, clicks, prev_mask=prev, fbrs=bool(fbrs)))
-        if mask.shape != st.instances.shape:
+            mask = np.asarray(self.segmenter.segment(image, clicks, prev_mask=prev, fbrs=bool(fbrs)))
+        if mask.shape != image.shape[:2]:
             raise AnnotateError(f"the interactive model returned a mask of shape {mask.shape} for an image of "
-                                f"{st.instances.shape}")
+                                f"{image.shape[:2]}")
+        if f != 1.0:
+            mask = resize(mask.astype(np.uint8), st.instances.shape, 0)
         return mask.astype(bool)
+
+    def _factor(self) -> float:
+        """Image -> segmenter scale: the images' µm/px (--mpp) over the segmenter's (1.0 when either is unknown or
+        they agree within zoo.inference.MPP_TOLERANCE)."""
+        from zoo.inference.spec import MPP_TOLERANCE
+
+        model_mpp = float(getattr(self.segmenter, "mpp", 0.0) or 0.0)
+        if not self.mpp or not model_mpp:
+            return 1.0
+        f = float(self.mpp) / model_mpp
+        return 1.0 if abs(f - 1.0) <= MPP_TOLERANCE else f
 
     def click(self, name: str, version, y, x, positive, fbrs=False) -> dict:
         for k, v in (("y", y), ("x", x)):

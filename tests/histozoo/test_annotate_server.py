@@ -296,6 +296,27 @@ def test_bad_requests_are_answered_and_the_server_keeps_serving(served, tmp_path
     assert s == 200 and st["pending"] == DISK5
 
 
+def test_images_resampled_to_the_segmenters_resolution(tmp_path):
+    """--mpp 0.5 images, a segmenter at 0.25 µm/px: it sees the image twice as large, the mask comes back at the
+    image's size (nearest neighbour)."""
+    seg = DiskSegmenter()
+    seg.mpp = 0.25
+    seen = []
+    inner = seg.segment
+    seg.segment = lambda image, clicks, **kw: (seen.append((image.shape, list(clicks))), inner(image, clicks, **kw))[1]
+    ws = Workspace(str(_images(tmp_path, 1)), str(tmp_path / "out"), segmenter=seg, mpp=0.5)
+    st = ws.click("img0.png", 0, 20, 20, True)
+    assert seen[-1] == ((128, 160, 3), [(41, 41, True)])  # (20 + 0.5) * 2 = 41
+    # the 81-pixel disk at (41, 41) in the 128 x 160 grid, shrunk by nearest neighbour to 64 x 80: the image pixel
+    # (r, c) takes the model pixel (2r + 1, 2c + 1) (skimage: centre of the 2 x 2 block, rounded up), i.e. the odd
+    # rows and columns of the disk: dy, dx in {-4, -2, 0, 2, 4} with dy^2 + dx^2 <= 25: 5 + 2 * (5 + 3) = 21
+    assert st["pending"] == 21
+    ws.mpp = 0.2525  # within MPP_TOLERANCE of 0.25: no resampling
+    st = ws.undo("img0.png", st["version"])
+    st = ws.click("img0.png", st["version"], 20, 20, True)
+    assert seen[-1] == ((64, 80, 3), [(20, 20, True)]) and st["pending"] == DISK5
+
+
 def test_interactive_api_from_zoo_interactive(served, tmp_path):
     """The tool drives H4's Segmenter (zoo.interactive.tiny: random weights, the real contract)."""
     from zoo import interactive
