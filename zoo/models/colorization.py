@@ -71,6 +71,15 @@ class ConvBNReLU(keras.layers.Layer):
 keras.saving.register_keras_serializable(package="histozoo", name="ConvBNReLU")(ConvBNReLU)
 
 
+def compile_from_config(model, config) -> None:
+    """Keras skips ``compile_from_config`` for models that override ``compile``: re-run ours, then build the optimizer
+    so its saved state (Adadelta's accumulators, the step count) loads with the weights."""
+    config = keras.saving.deserialize_keras_object(config)
+    model.compile(**config)
+    if model.built and model.optimizer is not None:
+        model.optimizer.build(model.trainable_variables)
+
+
 def _train_metrics(*names):
     return {n: keras.metrics.Mean(name=n) for n in names}
 
@@ -267,6 +276,10 @@ class ColorizationNet(keras.Model):
         kwargs.pop("metrics", None)
         super().compile(optimizer=optimizer, **kwargs)
 
+    def compile_from_config(self, config):
+        """Restore the compile (optimizer) of a saved model, so a resumed run continues its optimizer."""
+        compile_from_config(self, config)
+
     def loss_terms(self, x, classes, training=True):
         """(total, mse, ce): MSE of the chroma / 100 + alpha * mean cross-entropy of the tissue class (images whose
         class is < 0 are left out of the CE; all unknown -> CE 0)."""
@@ -417,6 +430,9 @@ class ColorNormNet(keras.Model):
         kwargs.pop("weighted_metrics", None)
         kwargs.pop("metrics", None)
         super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config):
+        compile_from_config(self, config)
 
     def loss_terms(self, clean, perturbed, training=True):
         """(total, l1, l2) of the prediction from ``perturbed`` against ``clean`` (Bhatia eq. 6.2, per-pixel

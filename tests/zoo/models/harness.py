@@ -34,6 +34,10 @@ TINY_CONFIGS = {
     # the GAN models (zoo.models.gan; their checks: test_gan_models.py): 8 x 8 crops, 4 maps per resblock
     "infowgan_gp": {"image_size": 8, "categories": 3, "noise_dim": 4, "g_filters": 4, "d_filters": 4, "q_filters": 4},
     "yuan_suh_infogan": {"image_size": 8, "noise_dim": 4, "g_filters": 4, "d_filters": 4},
+    # the neural stain networks (zoo.models.colorization; their checks: tests/zoo/stain/test_neural_models.py)
+    "colorization": {"low_filters": [4] * 8, "global_filters": [4] * 4, "global_fc": [8, 8, 8], "class_hidden": 8,
+                     "decoder_filters": [4] * 4, "global_size": 32, "num_classes": 3},
+    "colornormnet": {"filters": [4, 4], "strides": [2, 2], "hidden": 4},
     # the SimGAN refiner (zoo.models.simgan; its checks: tests/zoo/synthesis/test_refiner.py)
     "simgan_refiner": {"filters": 4, "blocks": 1, "d_filters": [4, 4, 4, 4], "patch_size": 16, "history_size": 6},
     # two branches of 4 / 8 maps, stem stride 2 (stride 4 in all); plain RGB input = no clicks (zoo.models.interactive)
