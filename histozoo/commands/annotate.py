@@ -30,10 +30,9 @@ def _cmd_annotate(args) -> int:
     if args.export is not None:
         from histozoo.annotate.export import export_records
 
-        s = export_records(ws, args.export, mpp=args.mpp, progress=True)
-        sp = s["splits"]["train"]
-        print(f"exported {sp['images']} image(s), {sp['nuclei']} nuclei to {args.export} "
-              f"(split train; {len(s['not_saved'])} image(s) never saved"
+        s = export_records(ws, args.export, mpp=args.mpp, progress=True, holdout=args.holdout)
+        counts = ", ".join(f"{k} {v['images']} image(s) / {v['nuclei']} nuclei" for k, v in s["splits"].items())
+        print(f"exported to {args.export}: {counts} ({len(s['not_saved'])} image(s) never saved"
               + (f"; unsaved changes left out in {', '.join(s['unsaved'])}" if s["unsaved"] else "") + ")")
         return 0
     from histozoo.annotate.server import AnnotateServer
@@ -73,5 +72,7 @@ def add(sub) -> None:
     p.add_argument("--port", type=int, default=0, help="port (0 = any free port, printed)")
     p.add_argument("--export", metavar="RECORDS_DIR", default=None,
                    help="write the saved annotations as training records into RECORDS_DIR and exit (no server)")
+    p.add_argument("--holdout", type=int, default=0, metavar="N",
+                   help="with --export: the last N saved images go to split 'test' (the default validation split)")
     p.add_argument("--verbose-http", action="store_true", help="log every request")
     p.set_defaults(func=_cmd_annotate)

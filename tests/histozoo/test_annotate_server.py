@@ -391,8 +391,13 @@ def test_proposals_from_the_shipped_model_and_export_to_records(served, tmp_path
     # the page's Export button and the CLI give the same records
     s, r = c.post("/api/export", {})
     assert s == 200 and (r["images"], r["nuclei"]) == (2, n_want + 2)
-    assert main(["annotate", "--images", str(images), "--out", ws.out, "--export", str(tmp_path / "cli")]) == 0
-    assert load_summary(str(tmp_path / "cli"))["splits"]["train"]["nuclei"] == n_want + 2
+    assert main(["annotate", "--images", str(images), "--out", ws.out, "--export", str(tmp_path / "cli"),
+                 "--holdout", "1"]) == 0  # names[1] sorts last: the validation split
+    sp = load_summary(str(tmp_path / "cli"))["splits"]
+    assert {k: (v["images"], v["nuclei"], v["image_ids"]) for k, v in sp.items()} == {
+        "train": (1, n_want, [names[0]]), "test": (1, 2, [names[1]])}
+    assert main(["annotate", "--images", str(images), "--out", ws.out, "--export", str(tmp_path / "x"),
+                 "--holdout", "2"]) == 2
 
 
 def test_cli_needs_a_model_unless_exporting(tmp_path, capsys):
