@@ -112,9 +112,9 @@ class Segmenter:
 def load(uri, **options) -> Segmenter:
     """A Segmenter around ``uri``: anything zoo.training.tracking.load accepts, or a built InteractiveNet; ``options``
     are Segmenter's keyword arguments (the mpp defaults to the model's inference spec)."""
-    from zoo.models.interactive import InteractiveNet
+    import keras
 
-    if isinstance(uri, InteractiveNet):
+    if isinstance(uri, keras.Model):  # built in memory (Segmenter refuses a model that is not click-conditioned)
         return Segmenter(uri, **options)
     from zoo.training.tracking import load as load_model
 

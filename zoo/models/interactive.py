@@ -4,7 +4,8 @@ bias] -> OCR head -> 2-way softmax (background / the clicked object).
 
 Input ``[B, H, W, C]`` float32: RGB in [0, 1] (channels 0-2), the positive and the negative click maps (3, 4: disks,
 zoo.interactive.maps.click_maps) and the previous mask (5, the feedback input). C = 3, 5 or 6: channels left out are
-zeros (no clicks, no previous mask), so the plain-image contract of zoo.models.base holds too. Output: float32
+zeros (no clicks, no previous mask), so the plain-image contract of zoo.models.base holds too; a built model's
+recorded input (its ``model.export()`` signature) is always the full 6 (5 without ``use_prev_mask``) channels. Output: float32
 softmax ``[B, H, W, 2]``, channel 1 = the object the positive clicks mark.
 
 - Fusion (Bhatia, "fusion model"): a learnable 3x3 convolution maps [image, clicks] to 3 channels, a second one
@@ -225,6 +226,17 @@ class InteractiveNet(SegmentationModel):
 
     def call(self, inputs, training=None):
         return self.probabilities(*self.features(inputs, training=training), training=training)
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the full input: RGB + 2 click maps (+ the previous mask with ``use_prev_mask``)."""
+        return 6 if self.config.use_prev_mask else 5
+
+    def _post_build(self):
+        # Keras records the shape of the first build (e.g. a 3-channel probe of the stride) as the signature that
+        # model.export() serves and .keras files rebuild with: record the full click-conditioned input instead.
+        self._build_shapes_dict = {"input_shape": (None, None, None, self.input_channels)}
+        super()._post_build()
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (2,)

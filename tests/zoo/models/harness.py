@@ -67,9 +67,13 @@ def softmax_groups(model) -> tuple:
 
 
 def training_batch(name: str, model, batch: int = 4, size: int = IMAGE_SIZE, seed: int = 0):
-    """(x, y, w) a model trains on with ``training_loss``: ``random_batch`` labels, except HoVer-Net's stacked
+    """(x, y, w) a model trains on with ``training_loss``: ``random_batch`` (x with click maps and a previous mask for
+    the interactive model), except HoVer-Net's stacked
     float target [B, H, W, 3 (+1)] = NP label, HV x, HV y (, type) (zoo.losses.hovernet)."""
     x, y, w = random_batch(model.num_classes, batch, size, seed)
+    if name == "interactive_hrnet":  # + positive / negative click maps and a previous mask (zoo.models.interactive)
+        extra = np.random.default_rng(seed + 2).random((batch, size, size, model.input_channels - 3)) > 0.9
+        x = np.concatenate([x, extra.astype(np.float32)], -1)
     if name == "hovernet":
         rng = np.random.default_rng(seed + 1)
         nucleus = (y % 2).astype(np.float32)
