@@ -42,7 +42,7 @@ def _chromium() -> str:
     reason = None
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     try:
-        import playwright.sync_api  # noqa: F401
+        import playwright.sync_api  # noqa: F401  (only whether it imports)
     except ImportError:
         reason = "playwright is not installed (pip install -e .[dev])"
     if reason is None and path is None:

@@ -160,9 +160,20 @@ def test_two_tabs_stale_change_and_save_refused(served, tmp_path):
     assert s == 200 and saved["saved_version"] == a["version"] == 2
     b = c.getj("/api/state?name=img0.png")[1]
     assert b["version"] == 2 and b["instances"] == 1 and not b["unsaved"]
+    # eight tabs at version 2 click at once: the image's lock lets exactly one through, the rest are stale
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda i: c.post("/api/click", {"name": "img0.png", "version": 2, "y": 10 + i, "x": 60}),
+                            range(8)))
+    assert sorted(s for s, _ in got) == [200] + [409] * 7
+    st = c.getj("/api/state?name=img0.png")[1]
+    assert st["version"] == 3 and len(st["clicks"]) == 1
+    s, st = c.post("/api/undo", {"name": "img0.png", "version": 3})
+    assert st["version"] == 4 and st["clicks"] == []
     # a save from a tab that fell behind after the save is refused too
-    s, a = c.post("/api/click", {"name": "img0.png", "version": 2, "y": 40, "x": 40})
-    s, err = c.post("/api/save", {"name": "img0.png", "version": 2})
+    s, a = c.post("/api/click", {"name": "img0.png", "version": 4, "y": 40, "x": 40})
+    s, err = c.post("/api/save", {"name": "img0.png", "version": 4})
     assert s == 409 and read_label(ws.files("img0.png")["instances"]).max() == 1
 
 
@@ -216,7 +227,7 @@ def test_click_accept_undo_save_round_trip_and_autosave(served, tmp_path):
 
     with Image.open(f["instances"]) as im:
         assert im.mode in ("I;16", "I;16B", "I;16L")  # a 16-bit instance PNG
-    assert c2.get(f"/api/overlay?name=img1.png")[0] == 200
+    assert c2.get("/api/overlay?name=img1.png")[0] == 200
 
 
 def test_save_is_atomic_when_a_write_fails(served, tmp_path, monkeypatch):
