@@ -189,7 +189,16 @@ class AnnotateServer(ThreadingHTTPServer):
 
     def __init__(self, workspace: Workspace, host: str = "127.0.0.1", port: int = 0, verbose: bool = False):
         self.workspace, self.verbose = workspace, verbose
-        super().__init__((host, port), Handler)
+        workspace.acquire()  # one server per output folder
+        try:
+            super().__init__((host, port), Handler)
+        except BaseException:
+            workspace.release()
+            raise
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.workspace.release()
 
     @property
     def url(self) -> str:

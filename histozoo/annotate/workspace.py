@@ -32,6 +32,7 @@ from zoo.data.imageio import IMAGE_EXTS, read_label, read_rgb
 from zoo.errors import ConfigError
 
 WORK = ".work"
+LOCK = "server.lock"
 MAX_ID = 65535  # the instance PNG is 16-bit
 
 
@@ -158,6 +159,49 @@ class Workspace:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._model_lock = threading.Lock()  # Keras models are called from one thread at a time
+
+    # ------------------------------------------------------------------------------------------- the claim
+    def acquire(self) -> None:
+        """Claim the output folder for one server: ``.work/server.lock`` holds its PID. A folder claimed by a live
+        process (this one included) is a ConfigError naming it: two servers would each keep their own state and
+        overwrite each other's saves. A claim left by a dead process is taken over."""
+        import uuid
+
+        from zoo.data.build import _pid_alive
+
+        path = os.path.join(self.out, WORK, LOCK)
+        token = f"{os.getpid()} {uuid.uuid4().hex}"
+        for _ in range(5):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    with open(path) as fh:
+                        pid = int(fh.read().split()[0])
+                except (OSError, ValueError, IndexError):
+                    pid = -1
+                if _pid_alive(pid):
+                    raise ConfigError(f"--out {self.out}: another histozoo annotate (pid {pid}) serves this folder; "
+                                      "stop it or give another --out") from None
+                atomic.discard(path)  # a dead server's claim
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(token)
+            self._token = token
+            return
+        raise ConfigError(f"--out {self.out}: could not claim {path}")
+
+    def release(self) -> None:
+        """Give up the claim of :meth:`acquire` (only this workspace's own)."""
+        path = os.path.join(self.out, WORK, LOCK)
+        token, self._token = getattr(self, "_token", None), None
+        try:
+            with open(path) as fh:
+                mine = token is not None and fh.read() == token
+        except OSError:
+            return
+        if mine:
+            atomic.discard(path)
 
     # ------------------------------------------------------------------------------------------ the folder
     def _inside(self, path: str) -> bool:

@@ -100,6 +100,11 @@ def served(tmp_path):
         servers.append(srv)
         return ws, Client(srv), seg
 
+    def stop(i):
+        servers[i].shutdown()
+        servers[i].server_close()
+
+    make.stop = stop
     yield make
     for s in servers:
         s.shutdown()
@@ -109,6 +114,22 @@ def served(tmp_path):
 def _alive(c: Client) -> None:
     s, body = c.getj("/api/images")
     assert s == 200 and [r["name"] for r in body["images"]] == ["img0.png", "img1.png"]
+
+
+def test_a_dead_servers_claim_is_taken_over(tmp_path):
+    import subprocess
+    import sys
+
+    images = _images(tmp_path, 1)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its PID names no process now
+    lock = tmp_path / "out" / ".work" / "server.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(f"{dead.pid} 0123")
+    srv = AnnotateServer(Workspace(str(images), str(tmp_path / "out")))
+    assert lock.read_text().split()[0] == str(os.getpid())
+    srv.server_close()
+    assert not lock.exists()
 
 
 def test_binds_loopback_and_refuses_paths_outside_the_folder(served, tmp_path):
@@ -205,7 +226,13 @@ def test_click_accept_undo_save_round_trip_and_autosave(served, tmp_path):
     st = post("/api/click", y=10, x=70)
     st = post("/api/clear")
     assert st["pending"] == 0 and st["instances"] == 2
-    # the page is closed here: a new server on the same folders has every change (the autosave)
+    # one server per output folder: a second one is refused while the first runs
+    from zoo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"another histozoo annotate \\(pid {os.getpid()}\\) serves this folder"):
+        AnnotateServer(Workspace(str(tmp_path / "images"), str(tmp_path / "out"), segmenter=seg))
+    # the page is closed and the server stopped here: a new server on the same folders has every change (the autosave)
+    served.stop(0)
     ws2, c2, _ = served(images=tmp_path / "images", out=tmp_path / "out")
     st2 = c2.getj("/api/state?name=img1.png")[1]
     assert (st2["version"], st2["instances"], st2["clicks_spent"], st2["unsaved"]) == (v, 2, 3, True)
