@@ -44,12 +44,17 @@ def eosin(image: np.ndarray) -> np.ndarray:
 
 
 def nuclear_threshold(h: np.ndarray, classes: int = 3) -> float:
-    """The top multi-level Otsu threshold of a hematoxylin channel: pixels above it are nuclear material."""
-    from skimage.filters import threshold_multiotsu
+    """The top multi-level Otsu threshold of a hematoxylin channel: pixels above it are nuclear material. A channel
+    with too few distinct values for ``classes`` classes falls back to the two-class Otsu threshold; a flat one has
+    no nuclear class (the threshold lies above its value)."""
+    from skimage.filters import threshold_multiotsu, threshold_otsu
 
     if np.ptp(h) == 0:
-        return float(h.max()) + 1.0  # a flat image has no nuclear class
-    return float(threshold_multiotsu(h, classes=classes)[-1])
+        return float(h.max()) + 1.0
+    try:
+        return float(threshold_multiotsu(h, classes=classes)[-1])
+    except ValueError:  # skimage: "the input image has only N different values"
+        return float(threshold_otsu(h))
 
 
 def nuclear_region(h: np.ndarray, config: SynthesisConfig, threshold: float | None = None) -> np.ndarray:
