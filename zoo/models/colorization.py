@@ -274,6 +274,8 @@ class ColorizationNet(keras.Model):
             optimizer.rho, optimizer.epsilon = self._config.rho, self._config.epsilon
         kwargs.pop("weighted_metrics", None)
         kwargs.pop("metrics", None)
+        if not self.built:  # the train step does not go through __call__: build here, so saving records the shape
+            self.build((None, None, None, 3))
         super().compile(optimizer=optimizer, **kwargs)
 
     def compile_from_config(self, config):
@@ -429,6 +431,8 @@ class ColorNormNet(keras.Model):
         """Keras compile; the loss is the model's own (``loss_terms``), the core's configured ``loss`` is not used."""
         kwargs.pop("weighted_metrics", None)
         kwargs.pop("metrics", None)
+        if not self.built:  # the train step does not go through __call__: build here, so saving records the shape
+            self.build((None, None, None, 3))
         super().compile(optimizer=optimizer, **kwargs)
 
     def compile_from_config(self, config):
