@@ -10,6 +10,7 @@ Skipped with a reason when Playwright or a chromium binary is missing, except un
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import shutil
@@ -28,7 +29,6 @@ IMAGE = "TCGA-2Z-A9J9-01A-01-TS1"  # a MoNuSeg 2018 test image, 1000 x 1000
 
 def _disk_segmenter():
     """test_annotate_server's hand-checkable stand-in model (pytest runs with --import-mode=importlib)."""
-    import importlib.util
     import pathlib
 
     spec = importlib.util.spec_from_file_location("_annotate_server_tests",
@@ -41,9 +41,7 @@ def _disk_segmenter():
 def _chromium() -> str:
     reason = None
     path = shutil.which("chromium") or shutil.which("chromium-browser")
-    try:
-        import playwright.sync_api  # noqa: F401  (only whether it imports)
-    except ImportError:
+    if importlib.util.find_spec("playwright") is None:
         reason = "playwright is not installed (pip install -e .[dev])"
     if reason is None and path is None:
         reason = "no chromium binary on PATH (apt-get install chromium)"
@@ -163,8 +161,11 @@ def test_annotate_a_monuseg_image_in_chromium(shared_data, tmp_path):
             page2.goto(server.url + f"?image={name}")
             settled(page2, 9)
             click(page2, 500, 500, 10)
-            click(page, 300, 300, None)
-            page.wait_for_function("document.getElementById('error').textContent.includes('another tab')")
+            stale = "document.getElementById('error').textContent.includes('another tab')"
+            page.wait_for_function(stale, timeout=10_000)  # noticed by the idle page's check (every 3 s)
+            page.evaluate("document.getElementById('error').textContent = ''")
+            click(page, 300, 300, None)  # and refused by the server (409) when it acts anyway
+            page.wait_for_function("document.getElementById('error').textContent.includes('nothing was overwritten')")
             assert page.is_visible("#reload") and page.get_attribute("body", "data-version") == "9"
             assert ws.view(name)["version"] == 10 and ws.view(name)["clicks"] == [[500, 500, True]]
             page.click("#reload")

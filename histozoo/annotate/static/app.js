@@ -23,6 +23,7 @@ async function request(path, body) {
 }
 
 function enqueue(fn) {
+  S.seq = (S.seq || 0) + 1;
   S.queue = S.queue.then(async () => {
     setBusy(true);
     try {
@@ -158,6 +159,24 @@ document.addEventListener("keydown", (e) => {
   else if (k === "p") $("prev").click();
   else if (k === "t") $("take").click();
 });
+
+// Another tab's changes are noticed without waiting for this page's next action: every 3 s, an idle page compares
+// the server's version of its image with its own and, when the server is ahead, says so (nothing is reloaded
+// behind the user's back). A server that stopped answering is said too (the work so far is autosaved there).
+setInterval(async () => {
+  if (!S.state || document.hidden || document.body.dataset.busy === "1") return;
+  const seq = S.seq, shown = S.state.version, name = S.name;
+  try {
+    const st = await request(`/api/state?name=${encodeURIComponent(name)}`);
+    if (seq === S.seq && name === S.name && st.version > shown && !$("error").textContent) {
+      showError(`${name} was changed in another tab or window (this page shows version ${shown}, the server has ` +
+                `version ${st.version}); reload the image to continue`);
+      $("reload").hidden = false;
+    }
+  } catch (e) {
+    if (seq === S.seq) showError(`the server does not answer (${e.message}); the work so far is autosaved there`);
+  }
+}, 3000);
 
 enqueue(async () => {
   const data = await refreshList();
