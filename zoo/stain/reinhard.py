@@ -315,8 +315,9 @@ class ReinhardNormalizer(StainNormalizer):
             shift = params["lab_mean"][None, :, None]  # [1, 3, 1]
 
             def coords_shifted(images):  # the target's mean subtracted: a float32 sum of squares keeps its digits
-                coords, no_tissue, frac = self._stage_coords(images)
-                return coords - shift, no_tissue, frac
+                coords, no_tissue, frac = self._stage_coords(images)  # + a row of ones for the GEMM's sums, written
+                ones = tf.ones_like(coords[:, :1])  # in this pass (a concat outside XLA copied all 12 MB again)
+                return tf.concat([coords - shift, ones], axis=1), no_tissue, frac
 
             s1, s3 = jit(coords_shifted), jit(lambda c, g, h: _output(c, g, h, self.space))
             s2 = tf.function(_gemm_moments, reduce_retracing=True)  # Eigen's blocked GEMM, not an XLA reduction
@@ -343,13 +344,12 @@ class ReinhardNormalizer(StainNormalizer):
         return g, h, code
 
 
-def _gemm_moments(coords):
-    """Mean and standard deviation per channel of planar coordinates [B, 3, N] from one pass: the sums of the
-    values and of their squares, both read off ``[c; 1] @ [c; 1]^T`` (a blocked float32 GEMM: std within ~1e-5
-    relative of the two-pass ``_moments``)."""
+def _gemm_moments(c1):
+    """Mean and standard deviation per channel of planar coordinates with a row of ones, ``[c; 1]`` [B, 4, N], from
+    one pass: the sums of the values and of their squares, both read off ``[c; 1] @ [c; 1]^T`` (a blocked float32
+    GEMM: std within ~1e-5 relative of the two-pass ``_moments``)."""
     import tensorflow as tf
 
-    c1 = tf.concat([coords, tf.ones_like(coords[:, :1])], axis=1)
     m = tf.matmul(c1, c1, transpose_b=True)  # [B, 4, 4]
     n = m[:, 3, 3:]
     mean = m[:, :3, 3] / n
