@@ -3,20 +3,21 @@ a real unlabelled image and inpaint the holes from their surroundings.
 
 - Hematoxylin: zoo.stain.deconvolution.rgb_to_hed (Ruifrok & Johnston's colour deconvolution), channel 0.
 - Over-segmentation: multi-level Otsu thresholds of the hematoxylin channel (skimage.filters.threshold_multiotsu,
-  ``otsu_classes`` classes); the top class is nuclear material, holes filled and grown by ``remove_dilation`` px so
-  the removed region "always contains the full foreground" (Bhatia: removing some background too does not matter).
+  ``otsu_classes`` classes); the top ``remove_classes`` classes are removed, holes filled and grown by
+  ``remove_dilation`` px so the removed region "always contains the full foreground" (Bhatia: removing some
+  background too does not matter).
 - Inpainting: Bhatia uses Telea's fast marching method ([23]). Its maintained implementation is OpenCV's
   ``cv2.inpaint(..., INPAINT_TELEA)``; the project does not depend on OpenCV and no other maintained package in the
   environment (ENVIRONMENT.md, constraints/host.txt) provides it, so two cv2-free options were measured on 5 MoNuSeg
-  training tiles of 256 x 256 px, the centre crop of the first 5 images in name order
-  (``python -m zoo.synthesis.background``, load average 3.3 at start on the shared 2-core machine):
-  scikit-image's ``inpaint_biharmonic`` (``biharmonic``: a smooth biharmonic fill from the hole's border) took 0.219 s
-  a tile and left 3.7 % of the removed pixels above the image's nuclear threshold (8.4 % on the worst tile: the
-  biharmonic fill overshoots inside large holes); the nearest-kept-pixel copy smoothed inside the hole (``nearest``,
-  scipy's exact distance transform) took 0.017 s and left 0.0 % (every filled value comes from a kept pixel, all of
-  which are below the threshold, and the in-hole Gaussian only averages them). ``nearest`` is the default: it meets
-  the "no hematoxylin-dark pixels left" bar that biharmonic misses, 13x faster; ``inpaint: biharmonic`` stays
-  selectable. The numbers are repeated in docs/results/ground_truth_free.md.
+  training tiles of 256 x 256 px, the centre crop of the first 5 images in name order, default config (top 2 of 4
+  Otsu classes removed), ``python -m zoo.synthesis.background`` at load average 9.4 on the shared 2-core machine
+  (times inflated by the load; the ratio is the point): scikit-image's ``inpaint_biharmonic`` (``biharmonic``: a
+  smooth biharmonic fill from the hole's border) took 0.326 s a tile and left 4.4 % of the removed pixels above the
+  removal threshold (6.8 % on the worst tile: the fill overshoots inside large holes); the nearest-kept-pixel copy
+  smoothed inside the hole (``nearest``, scipy's exact distance transform) took 0.018 s and left 0.0 % (every filled
+  value comes from a kept pixel, all below the threshold, and the in-hole Gaussian only averages them). ``nearest`` is
+  the default: it meets the "no hematoxylin-dark pixels left" bar that biharmonic misses, ~18x faster;
+  ``inpaint: biharmonic`` stays selectable. The numbers are repeated in docs/results/ground_truth_free.md.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def eosin(image: np.ndarray) -> np.ndarray:
     return np.asarray(rgb_to_hed(image))[..., 1]
 
 
-def nuclear_threshold(h: np.ndarray, classes: int = 3) -> float:
-    """The top multi-level Otsu threshold of a hematoxylin channel: pixels above it are nuclear material. A channel
+def nuclear_threshold(h: np.ndarray, classes: int = 3, top: int = 1) -> float:
+    """The multi-level Otsu threshold below the ``top`` highest of ``classes`` classes of a hematoxylin channel (top=1:
+    the highest threshold; pixels above it are nuclear material). A channel
     with too few distinct values for ``classes`` classes falls back to the two-class Otsu threshold; a flat one has
     no nuclear class (the threshold lies above its value)."""
     from skimage.filters import threshold_multiotsu, threshold_otsu
@@ -52,14 +54,15 @@ def nuclear_threshold(h: np.ndarray, classes: int = 3) -> float:
     if np.ptp(h) == 0:
         return float(h.max()) + 1.0
     try:
-        return float(threshold_multiotsu(h, classes=classes)[-1])
+        return float(threshold_multiotsu(h, classes=classes)[-top])
     except ValueError:  # skimage: "the input image has only N different values"
         return float(threshold_otsu(h))
 
 
 def nuclear_region(h: np.ndarray, config: SynthesisConfig, threshold: float | None = None) -> np.ndarray:
-    """The over-segmented nuclear material (bool (H, W)): top Otsu class, holes filled, grown by remove_dilation."""
-    t = nuclear_threshold(h, config.otsu_classes) if threshold is None else threshold
+    """The over-segmented nuclear material (bool (H, W)): the top ``remove_classes`` Otsu classes (or above
+    ``threshold``), holes filled, grown by remove_dilation."""
+    t = nuclear_threshold(h, config.otsu_classes, config.remove_classes) if threshold is None else threshold
     region = ndi.binary_fill_holes(h > t)
     if config.remove_dilation:
         region = ndi.binary_dilation(region, iterations=config.remove_dilation)
@@ -94,15 +97,18 @@ def inpaint(image: np.ndarray, holes: np.ndarray, method: str = "biharmonic", si
 
 
 def background(image: np.ndarray, config: SynthesisConfig) -> tuple[np.ndarray, np.ndarray, float]:
-    """(background uint8 (H, W, 3), removed region bool (H, W), the nuclear threshold) of a real RGB tile."""
+    """(background uint8 (H, W, 3), removed region bool (H, W), the removal threshold) of a real RGB tile: the
+    region is ``nuclear_region`` (the hematoxylin above the threshold below the top ``remove_classes`` Otsu classes,
+    holes filled, grown), inpainted."""
     h = hematoxylin(image)
-    t = nuclear_threshold(h, config.otsu_classes)
+    t = nuclear_threshold(h, config.otsu_classes, config.remove_classes)
     region = nuclear_region(h, config, t)
     return inpaint(image, region, config.inpaint, config.nearest_sigma), region, t
 
 
 def leftover_dark_fraction(background_image: np.ndarray, region: np.ndarray, threshold: float) -> float:
-    """The fraction of removed pixels whose inpainted hematoxylin is still above the image's nuclear threshold."""
+    """The fraction of removed pixels whose inpainted hematoxylin is still above ``threshold`` (the removal
+    threshold: what is left would have been removed as nuclear material)."""
     if not region.any():
         return 0.0
     return float((hematoxylin(background_image)[region] > threshold).mean())
@@ -115,7 +121,7 @@ def compare_inpainting(tiles, config: SynthesisConfig = SynthesisConfig()) -> di
         secs, dark = [], []
         for tile in tiles:
             h = hematoxylin(tile)
-            t = nuclear_threshold(h, config.otsu_classes)
+            t = nuclear_threshold(h, config.otsu_classes, config.remove_classes)
             region = nuclear_region(h, config, t)
             t0 = time.perf_counter()
             bg = inpaint(tile, region, method, config.nearest_sigma)

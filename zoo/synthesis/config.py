@@ -19,18 +19,24 @@ class SynthesisConfig:
     tile_size: side of a synthetic image in pixels (a random crop of one real image gives its background and
         textures); 256 by default (Bhatia sec. 4 adds 400 x 400 crops; 256 is the U-Net's patch).
     nuclei_min, nuclei_max: the number of polygons per tile is uniform in [min, max] (Bhatia: "a random number of
-        polygons"). Defaults 30..70 (MoNuSeg at 40x holds ~50 nuclei per 256 x 256 px).
-    radius_min, radius_max: a polygon's mean radius in pixels, uniform in [min, max] (defaults 5..11 px: nuclei of
-        ~80-380 px area at 0.25 um/px); ``size_ranges_from_records`` measures them from a built dataset instead.
+        polygons"). Defaults 30..70; MoNuSeg's 30 training images hold 21..98 per 256 x 256 px (5th-95th
+        percentile, ``histozoo synth --sizes-from build/monuseg``).
+    radius_min, radius_max: a polygon's mean radius in pixels, uniform in [min, max] (defaults 5..11 px; MoNuSeg's
+        training nuclei measure 4.6..18.4 px equivalent radius, 5th-95th percentile of 16,958);
+        ``size_ranges_from_records`` measures them from a built dataset instead (its ground truth: not for a
+        ground-truth-free run).
     elongation_max: the polygon's axis ratio is uniform in [1, elongation_max] (ellipse-like nuclei), rotated at
         random.
     vertices_min, vertices_max: vertices per polygon; irregularity: the relative jitter of each vertex's radius.
     max_overlap: the largest pairwise overlap allowed, as a fraction of the smaller polygon's area (Bhatia: 0.05).
         Where two polygons overlap, the later one is drawn on top (its instance owns the shared pixels).
     max_tries: placements tried per polygon before it is dropped (a tile can end with fewer than drawn).
-    otsu_classes: classes of the multi-level Otsu over-segmentation of the hematoxylin channel (Bhatia sec. 3.2.1,
-        after Hou et al.); the top class is nuclear material. remove_dilation: pixels the removed region is grown by
-        (so that it "always contains the full foreground").
+    otsu_classes, remove_classes: the multi-level Otsu over-segmentation of the hematoxylin channel (Bhatia sec.
+        3.2.1, after Hou et al.): ``otsu_classes`` classes, the top ``remove_classes`` of them removed (4 and 2: the
+        top class of 3 left pale nuclei in the background, seen on MoNuSeg tiles; the top 2 of 4 removed them and 37-47
+        % of the tile, the top 2 of 3 up to 83 %); the top class alone is nuclear material for the texture pool and
+        the leftover check. remove_dilation: pixels the removed region is grown by (so that it "always contains the
+        full foreground").
     inpaint: "nearest" (each hole pixel copies its nearest kept pixel, then a Gaussian of ``nearest_sigma`` inside
         the hole; the default, measured in zoo.synthesis.background) or "biharmonic"
         (skimage.restoration.inpaint_biharmonic). Telea's fast marching (Bhatia's [23]) has
@@ -52,7 +58,8 @@ class SynthesisConfig:
     irregularity: float = 0.15
     max_overlap: float = 0.05
     max_tries: int = 30
-    otsu_classes: int = 3
+    otsu_classes: int = 4
+    remove_classes: int = 2
     remove_dilation: int = 2
     inpaint: str = "nearest"
     nearest_sigma: float = 2.0
@@ -93,6 +100,9 @@ class SynthesisConfig:
         number("max_overlap", 0.0, 1.0)
         integer("max_tries", 1)
         integer("otsu_classes", 2)
+        integer("remove_classes", 1)
+        if self.remove_classes >= self.otsu_classes:
+            fail("remove_classes", f"must be < otsu_classes ({self.otsu_classes})")
         integer("remove_dilation", 0)
         if self.inpaint not in INPAINT_METHODS:
             fail("inpaint", f"must be one of {INPAINT_METHODS}")
