@@ -3,11 +3,15 @@
 - histozoo (zoo.stain, TF ops, XLA) — Reinhard, Macenko, Vahadane;
 - a plain numpy implementation of each (below; the tests also use them as references);
 - torchstain's numpy, torch and TF backends, and staintools (if installed), run in /work/bench-venv through a
-  subprocess of this same script (``--peer``), on the same images, target and repeats.
+  subprocess of this same script (``--peer``), on the same images, target and repeats;
+- with ``--neural colorization,colornormnet``: the neural normalizers (zoo.stain.neural) beside them, each with its
+  trained model (``--colorization-model`` / ``--colornormnet-model``) or, when none is given, the configs'
+  architecture (configs/stain/*.yaml) with random weights: throughput does not depend on the weight values.
+  They have no peers here (no public implementation of either is installable).
 
 Usage (from the repo root; keep it modest, the machines have 2 shared cores):
     python benchmarks/stain.py --images 14 --repeats 3 [--methods reinhard] \
-        [--peer-python /work/bench-venv/bin/python] [--max-load X]
+        [--peer-python /work/bench-venv/bin/python] [--max-load X] [--neural colorization,colornormnet]
 Throughput = images x 1 MP / best-of-repeats wall time of transform() over all images (fit excluded; first
 call warms up / compiles). Each peer also reports its mean |difference| (uint8) from ours as a sanity check.
 The load average is printed at start and end; the run refuses to start above a 1-min load of 1.0 unless
@@ -237,6 +241,9 @@ def main():
     ap.add_argument("--no-numpy", action="store_true", help="skip the plain numpy implementations")
     ap.add_argument("--methods", default="reinhard,macenko,vahadane",
                     help="comma-separated subset of reinhard,macenko,vahadane (ours and the peers)")
+    ap.add_argument("--neural", default="", help="comma-separated subset of colorization,colornormnet")
+    ap.add_argument("--colorization-model", help="trained colorization model (.keras / run folder)")
+    ap.add_argument("--colornormnet-model", help="trained ColorNormNet (.keras / run folder)")
     add_load_argument(ap)
     args = ap.parse_args()
     args.methods = [m for m in ("reinhard", "macenko", "vahadane") if m in args.methods.split(",")]
@@ -254,6 +261,11 @@ def main():
     for method in args.methods:
         n = stain.get_normalizer(method).fit(target)
         rows[f"histozoo {method}"], ours[method] = _time(n.transform, images, args.repeats)
+        print(f"histozoo {method:9s} {rows[f'histozoo {method}']:8.2f} MP/s", flush=True)
+    neural = [m for m in ("colorization", "colornormnet") if m in args.neural.split(",")]
+    for method in neural:
+        n = _neural_normalizer(method, getattr(args, f"{method}_model"), target, args.out_dir)
+        rows[f"histozoo {method}"], _ = _time(n.transform, images, args.repeats)
         print(f"histozoo {method:9s} {rows[f'histozoo {method}']:8.2f} MP/s", flush=True)
     if not args.no_numpy and "reinhard" in args.methods:
         tm, ts = np_reinhard_fit(target)
@@ -299,6 +311,29 @@ def main():
     for k, v in rows.items():
         if not isinstance(v, float) and k.split()[-1] not in ("reinhard", "macenko", "vahadane"):
             print(f"{k:28s} {v}")
+    for method in neural:
+        src = getattr(args, f"{method}_model") or "configs/stain architecture, random weights"
+        print(f"{'histozoo ' + method:28s} {rows[f'histozoo {method}']:9.2f}   ({src})")
+
+
+def _neural_normalizer(method, model, target, out_dir):
+    """The fitted neural normalizer: the given trained model, else the config's architecture with random weights
+    saved under out_dir (zoo.stain.neural loads networks from files)."""
+    import keras
+
+    from zoo import models, stain
+    from zoo.training import ExperimentConfig
+
+    if not model:
+        cfg = ExperimentConfig.load(os.path.join(HERE, "..", "configs", "stain", {
+            "colorization": "colorization_monuseg.yaml", "colornormnet": "colornormnet_target.yaml"}[method]))
+        keras.utils.set_random_seed(0)
+        net = models.build(method, cfg.model_config)
+        net.build((None, None, None, 3))
+        model = os.path.join(out_dir, f"{method}_random.keras")
+        net.save(model)
+    norm = stain.get_normalizer(method, model=model)
+    return norm.fit(target) if method == "colorization" else norm.fit()
 
 
 if __name__ == "__main__":

@@ -173,8 +173,8 @@ def main(argv=None) -> int:
         results[method] = score(method, norm, target, target_bg, images, tiles)
         results[method]["model"] = model
         print(f"{method}: {time.time() - t:.1f} s", flush=True)
-    commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = os.environ.get("HISTOZOO_COMMIT") or subprocess.run(  # set it when running from an exported tree
+        ["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as fh:
         json.dump({"target": args.target, "commit": commit, "wall_s": time.time() - t0, "results": results}, fh,
