@@ -14,6 +14,7 @@ backbone runs once.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -40,34 +41,52 @@ class FBRSResult:
     prob: np.ndarray
 
 
+_STEPS = weakref.WeakKeyDictionary()  # model -> its traced objective (one trace for every crop size)
+
+
+def _objective(model):
+    """The traced f-BRS objective of ``model``: (features, padded size, h, w, maps, params, lambda) -> (total loss,
+    its gradient in params, click loss, object probability)."""
+    if model not in _STEPS:
+        c = model.feature_channels
+
+        @tf.function(input_signature=[tf.TensorSpec([1, None, None, c], tf.float32), tf.TensorSpec([2], tf.int32),
+                                      tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32),
+                                      tf.TensorSpec([None, None, 2], tf.float32), tf.TensorSpec([2 * c], tf.float32),
+                                      tf.TensorSpec([], tf.float32)])
+        def step(feats, padded, h, w, maps, params, lam):
+            with tf.GradientTape() as tape:
+                tape.watch(params)
+                s, b = params[:c], params[c:]
+                prob = model.probabilities(feats, padded, h, w, s, b, training=False)[0, ..., 1]
+                clicks = click_loss(prob, maps)
+                total = clicks + lam * (tf.reduce_sum((s - 1.0) ** 2) + tf.reduce_sum(b ** 2))
+            return total, tape.gradient(total, params), clicks, prob
+
+        _STEPS[model] = step
+    return _STEPS[model]
+
+
 def refine(model, x, maps, iterations: int = 20, lam: float = 1e-3) -> FBRSResult:
     """Run f-BRS-B on one input ``x`` [H, W, C] (a zoo.models.interactive.InteractiveNet input) whose click disks are
     ``maps`` [H, W, 2]; ``iterations`` caps L-BFGS-B's function evaluations (module doc)."""
     from scipy.optimize import minimize
 
     feats, padded, h, w = model.features(tf.constant(x[None], tf.float32), training=False)
-    feats = tf.stop_gradient(feats)
-    maps = tf.constant(maps, tf.float32)
+    step = _objective(model)
+    args = (tf.stop_gradient(feats), tf.cast(padded, tf.int32), tf.cast(h, tf.int32), tf.cast(w, tf.int32),
+            tf.constant(maps, tf.float32))
+    lam = tf.constant(lam, tf.float32)
     c = model.feature_channels
 
-    @tf.function(reduce_retracing=True)
-    def value_and_grad(params):
-        with tf.GradientTape() as tape:
-            tape.watch(params)
-            s, b = params[:c], params[c:]
-            prob = model.probabilities(feats, padded, h, w, s, b, training=False)[0, ..., 1]
-            clicks = click_loss(prob, maps)
-            total = clicks + lam * (tf.reduce_sum((s - 1.0) ** 2) + tf.reduce_sum(b ** 2))
-        return total, tape.gradient(total, params), clicks, prob
-
     def objective(p):
-        total, grad, _, _ = value_and_grad(tf.constant(p, tf.float32))
+        total, grad, _, _ = step(*args, tf.constant(p, tf.float32), lam)
         return float(total), np.asarray(grad, np.float64)
 
     start = np.concatenate([np.ones(c), np.zeros(c)])
-    _, _, before, _ = value_and_grad(tf.constant(start, tf.float32))
+    _, _, before, _ = step(*args, tf.constant(start, tf.float32), lam)
     res = minimize(objective, start, jac=True, method="L-BFGS-B",
                    options={"maxiter": iterations, "maxfun": iterations})
     best = res.x.astype(np.float32)
-    _, _, after, prob = value_and_grad(tf.constant(best))
+    _, _, after, prob = step(*args, tf.constant(best), lam)
     return FBRSResult(best[:c], best[c:], float(before), float(after), int(res.nfev), np.asarray(prob))

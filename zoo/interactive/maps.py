@@ -53,9 +53,10 @@ def simulated_clicks(instances, seed, max_positive: int, max_negative: int, radi
 
     One nucleus is chosen uniformly among those in the patch; 1..``max_positive`` positive clicks at random pixels of
     it at least 2 px from its edge (where it is that thick); 0..``max_negative`` negative clicks at random pixels within ``near`` px of it but outside it (background or
-    neighbouring nuclei: Xu's strategies 1-2). The previous mask is, with probability 1/3 each, empty (the first
-    click), the object dilated or the object eroded by 1-3 px: a stand-in for the previous prediction (f-BRS / RITM
-    feed the model's own; documented simplification). A patch without nuclei gives no clicks and an empty target.
+    neighbouring nuclei: Xu's strategies 1-2). The previous mask is, with probability 1/4 each, empty (the first
+    click), the object dilated or eroded by 1-3 px, or the object shifted by up to 6 px in each direction (a wrong
+    previous mask the clicks must override): a stand-in for the previous prediction (f-BRS / RITM feed the model's
+    own; documented simplification). A patch without nuclei gives no clicks and an empty target.
     Every random choice derives from the stateless ``seed`` (int64 [2])."""
     inst = tf.convert_to_tensor(instances)
     s = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 7)
@@ -74,10 +75,13 @@ def simulated_clicks(instances, seed, max_positive: int, max_negative: int, radi
     positive = tf.concat([tf.ones([tf.reduce_sum(tf.cast(pos_ok, tf.int32))], tf.bool),
                           tf.zeros([tf.reduce_sum(tf.cast(neg_ok, tf.int32))], tf.bool)], 0)
     disks = click_maps(pts, positive, tf.shape(inst), radius)
-    mode = tf.random.stateless_uniform([], s[5], 0, 3, dtype=tf.int32)
+    mode = tf.random.stateless_uniform([], s[5], 0, 4, dtype=tf.int32)
     r = tf.random.stateless_uniform([], s[6], 0, 3, dtype=tf.int32)
-    branches = [lambda: tf.zeros_like(obj)] * 3  # index mode * 3 + r: 0-2 empty, 3-5 dilated, 6-8 eroded by r + 1
+    shift = tf.random.stateless_uniform([2], s[6], -6, 7, dtype=tf.int32)
+    # index mode * 3 + r: 0-2 empty, 3-5 dilated, 6-8 eroded by r + 1 px, 9-11 shifted by up to 6 px
+    branches = [lambda: tf.zeros_like(obj)] * 3
     branches += [lambda k=k: _dilate(obj, k) for k in (1, 2, 3)] + [lambda k=k: ~_dilate(~obj, k) for k in (1, 2, 3)]
+    branches += [lambda: tf.roll(obj, shift, axis=[0, 1])] * 3
     prev = tf.switch_case(mode * 3 + r, branches)
     extra = tf.concat([disks, tf.cast(prev, tf.float32)[..., None]], -1)
     return extra, tf.cast(obj, tf.int32)

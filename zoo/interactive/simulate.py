@@ -28,7 +28,16 @@ def iou(a, b) -> float:
 
 
 def _inner_distance(region: np.ndarray) -> np.ndarray:
-    return ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+    """Distance of every pixel of ``region`` to the nearest pixel outside it or outside the image (0 elsewhere).
+    Computed inside the region's bounding box padded by one pixel: the padding row / column is all outside, so for
+    any pixel of the box it is at least as near as anything beyond it, and the answer is the whole image's."""
+    out = np.zeros(region.shape, np.float64)
+    rows, cols = np.any(region, 1), np.any(region, 0)
+    if not rows.any():
+        return out
+    (y0, y1), (x0, x1) = np.flatnonzero(rows)[[0, -1]], np.flatnonzero(cols)[[0, -1]]
+    out[y0:y1 + 1, x0:x1 + 1] = ndimage.distance_transform_edt(np.pad(region[y0:y1 + 1, x0:x1 + 1], 1))[1:-1, 1:-1]
+    return out
 
 
 def next_click(gt, pred) -> tuple[int, int, bool] | None:

@@ -55,3 +55,15 @@ def test_noc_is_capped_at_20():
     assert len(clicks) == 20 and ious == [0.0] * 20
     assert simulate.noc(ious, 0.85) == 20
     assert simulate.iou(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0
+
+
+def test_bounding_box_distance_equals_the_whole_image_one():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    for t in range(20):
+        region = ndimage.binary_opening(rng.random((60, 70)) > 0.4) if t % 2 else np.zeros((60, 70), bool)
+        if t % 5 == 0:
+            region[10:30, 0:20] = True  # touching the image edge
+        whole = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+        np.testing.assert_array_equal(simulate._inner_distance(region), whole)

@@ -22,11 +22,11 @@ def _instances():
     return inst
 
 
-@pytest.mark.parametrize("k", range(6))
+@pytest.mark.parametrize("k", range(8))
 def test_simulated_clicks_on_a_hand_made_map(k):
     """Radius 0.5: each disk is its click's pixel. The target is exactly one nucleus; 1-3 positive clicks at least
     2 px inside it, 0-3 negative ones outside it within 15 px; the previous mask is empty, or the nucleus grown or
-    shrunk by 1-3 px."""
+    shrunk by 1-3 px, or shifted by up to 6 px."""
     inst = _instances()
     extra, y = simulated_clicks(tf.constant(inst), tf.constant([5, k], tf.int64), 3, 3, 0.5)
     extra, y = extra.numpy(), y.numpy().astype(bool)
@@ -41,7 +41,9 @@ def test_simulated_clicks_on_a_hand_made_map(k):
     near[max(ys.min() - 15, 0):ys.max() + 16, max(xs.min() - 15, 0):xs.max() + 16] = True
     assert neg.sum() <= 3 and not (neg & y).any() and not (neg & ~near).any()
     area = prev.sum()
-    assert area == 0 or (area > y.sum() and prev[y].all()) or (0 < area < y.sum() and not prev[~y].any())
+    grown, shrunk = area > y.sum() and prev[y].all(), 0 < area < y.sum() and not prev[~y].any()
+    shifted = any(np.array_equal(prev, np.roll(y, (dy, dx), (0, 1))) for dy in range(-6, 7) for dx in range(-6, 7))
+    assert area == 0 or grown or shrunk or shifted
 
 
 def test_a_patch_without_nuclei_gives_no_clicks():
