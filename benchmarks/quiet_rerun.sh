@@ -18,6 +18,9 @@
 #
 #   benchmarks/quiet_rerun.sh OUT_DIR                        # the quiet window: refuses a busy machine per run
 #   benchmarks/quiet_rerun.sh OUT_DIR --smoke --max-load 50  # check the script: smallest sizes, runs FLAGGED
+#   benchmarks/quiet_rerun.sh OUT_DIR --stain                # also the stain rows (benchmarks/stain.py --images 14
+#                                                            # --repeats 3, peers from /work/bench-venv; a few min more)
+#                                                            # after the Reinhard fast-path changes of 957144f / 2cc44b9
 #
 # Environment: HOVERNET_REF (default /work/ref/hover_net, a working copy of github.com/vqdang/hover_net outside the
 # repo), PYTHON (default .venv/bin/python when present, else python), QUIET_LOAD, WAIT_MAX.
@@ -25,10 +28,12 @@ set -u
 out=${1:?usage: benchmarks/quiet_rerun.sh OUT_DIR [--smoke] [--max-load X]}
 shift
 smoke=0
+stain=0
 max_load=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) smoke=1 ;;
+    --stain) stain=1 ;;
     --max-load) max_load=(--max-load "$2"); shift ;;
     *) echo "quiet_rerun.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -75,12 +80,14 @@ if [ "$smoke" = 1 ]; then
   run inference "$py" benchmarks/unet_speed.py --base-filters 16 --skip-training --images 2 --no-savedmodel
   run gan "$py" benchmarks/gan.py --iterations 1 --warmup 1 --filters 8 --batch 10 --json "$out/gan.json"
   run serving_bad_requests "$py" benchmarks/serving_load.py --clients 1 --seconds 2 --rounds 0 --bad-share 0.2
+  [ "$stain" = 1 ] && run stain "$py" benchmarks/stain.py --images 1 --repeats 1 --methods reinhard --out-dir "$out/stain"
 else
   run instance_metrics "$py" benchmarks/instance_metrics.py --reference "$ref" --repeat 3 --json "$out/instance_metrics.json"
   run inference "$py" benchmarks/unet_speed.py --base-filters 16 --skip-training --images 14
   run gan_config_size "$py" benchmarks/gan.py --iterations 3 --warmup 1 --json "$out/gan_config_size.json"
   run gan_reduced "$py" benchmarks/gan.py --iterations 20 --warmup 2 --filters 32 --batch 80 --json "$out/gan_reduced.json"
   run serving_bad_requests "$py" benchmarks/serving_load.py --clients 2 --seconds 10 --rounds 0 --bad-share 0.2
+  [ "$stain" = 1 ] && run stain "$py" benchmarks/stain.py --images 14 --repeats 3 --out-dir "$out/stain"
 fi
 echo "done: $SECONDS s in all; logs in $out (summary.txt)" | tee -a "$out/summary.txt"
 exit $status

@@ -45,3 +45,9 @@ def test_smoke_mode_passes_max_load_and_keeps_a_failure(tmp_path):
     assert len(calls) == 4 and all(c.endswith("--max-load 50") for c in calls)
     assert "--images 1" in calls[0] and "--images 2" in calls[1]
     assert "exit 3" in (out / "summary.txt").read_text()
+
+
+def test_the_stain_rows_run_only_when_asked(tmp_path):
+    p, calls, out = _run(tmp_path, "--stain")
+    assert p.returncode == 0, p.stderr
+    assert len(calls) == 6 and calls[-1].startswith("benchmarks/stain.py --images 14 --repeats 3 --out-dir")
