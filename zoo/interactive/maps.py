@@ -52,8 +52,8 @@ def simulated_clicks(instances, seed, max_positive: int, max_negative: int, radi
     negative disks, previous mask; target int32 [H, W] = the chosen object, 0 / 1).
 
     One nucleus is chosen uniformly among those in the patch; 1..``max_positive`` positive clicks at random pixels of
-    it at least 2 px from its edge (where it is that thick); 0..``max_negative`` negative clicks at random pixels within ``near`` px of it but outside it (background or
-    neighbouring nuclei: Xu's strategies 1-2). The previous mask is, with probability 1/4 each, empty (the first
+    it at least 2 px from its edge (where it is that thick); 0..``max_negative`` negative clicks at random pixels
+    within ``near`` px of it but outside it (background or neighbouring nuclei: Xu's strategies 1-2). The previous mask is, with probability 1/4 each, empty (the first
     click), the object dilated or eroded by 1-3 px, or the object shifted by up to 6 px in each direction (a wrong
     previous mask the clicks must override): a stand-in for the previous prediction (f-BRS / RITM feed the model's
     own; documented simplification). A patch without nuclei gives no clicks and an empty target.

@@ -5,8 +5,8 @@ bias] -> OCR head -> 2-way softmax (background / the clicked object).
 Input ``[B, H, W, C]`` float32: RGB in [0, 1] (channels 0-2), the positive and the negative click maps (3, 4: disks,
 zoo.interactive.maps.click_maps) and the previous mask (5, the feedback input). C = 3, 5 or 6: channels left out are
 zeros (no clicks, no previous mask), so the plain-image contract of zoo.models.base holds too; a built model's
-recorded input (its ``model.export()`` signature) is always the full 6 (5 without ``use_prev_mask``) channels. Output: float32
-softmax ``[B, H, W, 2]``, channel 1 = the object the positive clicks mark.
+recorded input (its ``model.export()`` signature) is always the full 6 (5 without ``use_prev_mask``) channels.
+Output: float32 softmax ``[B, H, W, 2]``, channel 1 = the object the positive clicks mark.
 
 - Fusion (Bhatia, "fusion model"): a learnable 3x3 convolution maps [image, clicks] to 3 channels, a second one
   [previous mask, clicks] to 3 channels (only with ``use_prev_mask``), their concatenation a 1x1 convolution to the
