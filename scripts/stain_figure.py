@@ -1,5 +1,5 @@
 """The same held-out tiles under every stain method, side by side (like Yuan & Suh Fig. 1 / 3): rows = tiles (two
-tissue crops and two background-heavy tiles of MoNuSeg test images), columns = the input, Reinhard, Macenko,
+tissue crops, the sparsest real window and one constructed background-heavy tile, scripts/stain_eval.py), columns = the input, Reinhard, Macenko,
 Vahadane and each neural method whose model is given; the target style is shown top left.
 
     python scripts/stain_figure.py [--colorization RUN] [--colorization-noclass RUN] [--colornormnet RUN] \\
@@ -45,14 +45,15 @@ def main(argv=None) -> int:
     from zoo.atomic import atomic_path
 
     ev = _eval_module()
-    target, _, images, tiles = ev.load_data()
+    target, _, images, tiles, white, _ = ev.load_data()
     names = sorted(images)
-    # two tissue crops (centre 256 x 256 of two test images) and the two most background-heavy tiles
+    # two tissue crops (centre 256 x 256 of two test images), the sparsest real window, a constructed white tile
     frac = {k: float(ev.tissue(t).mean()) for k, t in tiles.items()}
     bg = sorted(frac, key=frac.get)[:2]
     rows = [(f"{names[0][:12]} tissue", images[names[0]][372:628, 372:628]),
             (f"{names[7][:12]} tissue", images[names[7]][372:628, 372:628])]
-    rows += [(f"{k[:12]} background ({100 * frac[k]:.0f}% tissue)", tiles[k]) for k in bg]
+    rows += [(f"{k[:12]} sparsest window ({100 * frac[k]:.0f}% tissue)", tiles[k]) for k in bg[:1]]
+    rows += [(f"{names[3][:12]} in near-white glass (constructed)", white[names[3]])]
     methods = ["reinhard", "macenko", "vahadane"] + [m for m in ("colorization", "colorization_noclass",
                                                                  "colornormnet") if getattr(args, m)]
     outs = {}
