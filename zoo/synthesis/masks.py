@@ -47,9 +47,10 @@ def paint(polygons: list, shape) -> np.ndarray:
 
 def pairwise_overlaps(polygons: list, shape) -> np.ndarray:
     """(n, n) matrix of |P_i & P_j| / min(|P_i|, |P_j|) of the polygons' full rasters (before painting), 0 on the
-    diagonal: the quantity ``max_overlap`` bounds. One sparse co-occurrence table, no per-pair masks."""
+    diagonal: the quantity ``max_overlap`` bounds. One sort of the covered pixels; only the (few) pixels covered twice
+    or more are visited, no per-pair masks."""
     n = len(polygons)
-    rows, cols, ids = [], [], []
+    rows, ids = [], []
     for k, v in enumerate(polygons):
         rr, cc = rasterize(v, shape)
         rows.append(rr * shape[1] + cc)
@@ -93,7 +94,8 @@ def random_nuclei(rng: np.random.Generator, config: SynthesisConfig, shape=None)
                 continue
             # every kept polygon whose circumscribed circle meets this one's (an exact, complete candidate set)
             c, ext = v.mean(axis=0), np.sqrt(((v - v.mean(axis=0)) ** 2).sum(1)).max()
-            near = np.flatnonzero(np.hypot(*(np.asarray(centres).reshape(-1, 2) - c).T) <= np.asarray(extents) + ext + 2)
+            dist = np.hypot(*(np.asarray(centres).reshape(-1, 2) - c).T)
+            near = np.flatnonzero(dist <= np.asarray(extents) + ext + 2)
             flat = rr * shape[1] + cc
             ok = all(np.intersect1d(flat, cover[j], assume_unique=True).size
                      <= config.max_overlap * min(len(rr), areas[j]) for j in near)

@@ -176,7 +176,8 @@ def _history_write(model, refined, synthetic):
     slot = filled + tf.range(m)
     rand = keras.random.randint((m,), 0, size, seed=model.seed_generator, dtype="int32")
     pos = tf.where(slot < size, slot, rand)
-    model.history_buffer.assign(tf.tensor_scatter_nd_update(tf.convert_to_tensor(model.history_buffer), pos[:, None], new))
+    buffer = tf.convert_to_tensor(model.history_buffer)
+    model.history_buffer.assign(tf.tensor_scatter_nd_update(buffer, pos[:, None], new))
     model.history_filled.assign(tf.minimum(filled + m, size))
 
 
@@ -185,8 +186,6 @@ def refiner_train_step(model, data) -> dict:
     batch's real images against its refined synthetic images plus as many from the history buffer, then an R step on
     its synthetic images (L_R = adversarial + lambda * L1). Real vs synthetic per sample: zoo.models.simgan's data
     contract (all-zero weights = unlabelled real image)."""
-    from zoo.losses.simgan import SimGANLoss  # noqa: F401  (the loss object is model.gan_loss)
-
     x, w = data[0], (data[2] if isinstance(data, (tuple, list)) and len(data) > 2 else None)
     p = model.config.patch_size
     if x.shape[1] is not None and (x.shape[1] != p or x.shape[2] != p):

@@ -98,7 +98,8 @@ def test_nucleus_stats_by_hand():
     assert s.nuclei == 2 and s.images == 1
     assert s.radius_p5 == pytest.approx(np.percentile(r, 5)) and s.per_megapixel_p95 == pytest.approx(2.0)
     cfg = s.apply(SynthesisConfig(tile_size=1000))
-    assert (cfg.nuclei_min, cfg.nuclei_max) == (2, 2) and cfg.radius_max == pytest.approx(np.percentile(r, 95), abs=0.01)
+    assert (cfg.nuclei_min, cfg.nuclei_max) == (2, 2)
+    assert cfg.radius_max == pytest.approx(np.percentile(r, 95), abs=0.01)
 
 
 def test_inpainted_background_of_a_real_tile_has_no_hematoxylin_dark_pixels_left(shared_data):
