@@ -90,6 +90,8 @@ class InputConfig:
     mixed_supervision: Qu et al.'s mixed supervision (target inner_contour, types merged): records with instance maps
         give zoo.data.targets.mixed_instance_target labels (inner of unknown type = K + 2), records with centre
         points only give mixed_point_target discs; the per-pixel labels tell zoo.losses.mixed which term applies.
+        With target hovernet: mixed_hovernet_*_target stacks (NP / HV from instance maps, TP from typed centres;
+        zoo.losses.hovernet, "mixed supervision").
     interactive: click-conditioned examples (zoo.interactive.maps.simulated_clicks; target "binary"): x gains the
         positive / negative click disks and a previous mask (float32 [B, P, P, 6]), y is ONE chosen nucleus (0 / 1);
         max_positive_clicks, max_negative_clicks, click_radius (px) its parameters.
@@ -179,7 +181,6 @@ class InputConfig:
         if self.target == "hovernet":
             _check(self.weight_map == "none", "weight_map", "must be 'none' for the hovernet target")
             _check(self.types in ("none", "merged"), "types", "must be 'none' or 'merged' for the hovernet target")
-            _check(not self.mixed_supervision, "mixed_supervision", "is not available for the hovernet target")
         if self.types == "merged":
             _check(self.target in ("inner_contour", "hovernet"), "types",
                    "'merged' needs target='inner_contour' or 'hovernet'")
@@ -192,7 +193,8 @@ class InputConfig:
             _check(self.max_positive_clicks >= 1 and self.max_negative_clicks >= 0 and self.click_radius > 0,
                    "interactive", "needs max_positive_clicks >= 1, max_negative_clicks >= 0, click_radius > 0")
         if self.mixed_supervision:
-            _check(self.types == "merged", "mixed_supervision", "needs target='inner_contour' and types='merged'")
+            _check(self.types == "merged" and self.target in ("inner_contour", "hovernet"), "mixed_supervision",
+                   "needs target='inner_contour' or 'hovernet' and types='merged'")
             _check(self.weight_map in ("none", "unet", "unet_nucleus_distance"), "mixed_supervision",
                    "works with weight_map none, unet or unet_nucleus_distance")
 
@@ -342,15 +344,25 @@ def _mixed_targets(e: dict, coords, m, centre, seed, cfg: InputConfig):
     inst, types = _unpack(augment.sample(e["label"], coords, "nearest"), cfg)
     pts = augment.transform_points(e["points_yx"], m, centre, p, seed, cfg)
 
-    def from_instances():
-        y = targets.mixed_instance_target(inst, types, cfg.boundary_width, cfg.num_types)
-        return y, targets.weight_map(cfg.weight_map, inst, y, cfg.num_classes, cfg.w0, cfg.sigma)
+    if cfg.target == "hovernet":  # zoo.losses.hovernet's mixed stack: NP, HV x, HV y, type code, supervised
+        def from_instances():
+            return targets.mixed_hovernet_instance_target(inst, types, cfg.num_types), tf.ones([p, p], tf.float32)
 
-    def from_points():
-        return targets.mixed_point_target(pts, e["point_classes"], [p, p], cfg.point_radius, cfg.num_types)
+        def from_points():
+            return targets.mixed_hovernet_point_target(pts, e["point_classes"], [p, p], cfg.point_radius,
+                                                       cfg.num_types)
+        shape = [p, p, 5]
+    else:
+        def from_instances():
+            y = targets.mixed_instance_target(inst, types, cfg.boundary_width, cfg.num_types)
+            return y, targets.weight_map(cfg.weight_map, inst, y, cfg.num_classes, cfg.w0, cfg.sigma)
+
+        def from_points():
+            return targets.mixed_point_target(pts, e["point_classes"], [p, p], cfg.point_radius, cfg.num_types)
+        shape = [p, p]
 
     y, w = tf.cond(e["has_instances"], from_instances, from_points)
-    return tf.ensure_shape(y, [p, p]), tf.ensure_shape(w, [p, p])
+    return tf.ensure_shape(y, shape), tf.ensure_shape(w, [p, p])
 
 
 # ---------------------------------------------------------------- training

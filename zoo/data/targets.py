@@ -272,6 +272,27 @@ def mixed_point_target(points_yx, classes, size, radius: float, num_types: int):
     return tf.where(w > 0, num_types + 2 + y, 2 * num_types + 3), w
 
 
+def mixed_hovernet_instance_target(instances, types, num_types: int):
+    """HoVer-Net under mixed supervision, an instance map (zoo.losses.hovernet): float32 (H, W, 5) = NP, HV x, HV y
+    (``hovernet_target``), the type code (0 background, 1..K where ``types`` knows the type, K + 1 = a nucleus of
+    unknown type: MoNuSeg / TNBC), and 1 = "NP / HV supervised here"."""
+    inst = tf.convert_to_tensor(instances)
+    t = tf.zeros_like(inst, tf.int32) if types is None else tf.cast(types, tf.int32)
+    code = tf.where(inst > 0, tf.where((t > 0) & (t <= num_types), t, num_types + 1), 0)
+    return tf.concat([hovernet_target(inst), tf.cast(code, tf.float32)[..., None],
+                      tf.ones_like(tf.cast(inst, tf.float32))[..., None]], axis=-1)
+
+
+def mixed_hovernet_point_target(points_yx, classes, size, radius: float, num_types: int):
+    """HoVer-Net under mixed supervision, typed centres: ((H, W, 5), (H, W) weight). NP / HV / supervised are 0
+    (nothing asserted about the nuclei's extent), the type code is the centre's type 1..K on its disc
+    (``point_discs``), and the weight is the disc mask (discs of points of unknown type weigh 0)."""
+    y, w = point_discs(points_yx, tf.clip_by_value(tf.cast(classes, tf.int32), 0, num_types), size, radius,
+                       untyped=False)
+    z = tf.zeros_like(w)[..., None]
+    return tf.concat([z, z, z, tf.cast(y, tf.float32)[..., None], z], axis=-1), w
+
+
 # ---------------------------------------------------------------- weight maps
 
 def unet_border_term(instances: np.ndarray, w0: float = 10.0, sigma: float = 5.0, tol: float = 1e-4,

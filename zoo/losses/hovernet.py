@@ -19,6 +19,21 @@ Inputs (Keras ``loss(y_true, y_pred, sample_weight)``):
   adds the type label 0..K (0 = background, or a nucleus of unknown type: weighted 0 in the TP terms);
 - ``y_pred`` the model's concatenated output [B, H, W, 4 (+ K + 1)] (zoo.models.hovernet): NP softmax, HV, TP softmax;
 - ``sample_weight`` [B, H, W] per-pixel weights (0 = ignore the pixel in every term).
+
+Mixed supervision (issue 18, after Qu et al.'s formulation in zoo.losses.mixed): ``y_true`` [B, H, W, 5] = NP, HV x,
+HV y, type code, supervised (zoo.data.targets ``mixed_hovernet_*_target``), so one batch can mix untyped instance maps
+(MoNuSeg, TNBC) with typed centres (CRCHistoPhenotypes):
+
+| pixel | NP, HV terms (L_a..L_d) | TP cross-entropy q_i (L_e) | TP Dice (L_f) |
+|---|---|---|---|
+| instance data, background (code 0) | yes | p_0 | yes |
+| instance data, nucleus of known type k (code k) | yes | p_k | yes |
+| instance data, nucleus of unknown type (code K + 1) | yes | sum_{j=1..K} p_j (merged classes) | no |
+| centre data, disc of a type-k centre (code k, weight 1) | no (supervised = 0) | p_k | yes |
+| centre data elsewhere (weight 0) | no | no | no |
+
+so the TP branch learns background vs nucleus from the instance maps and the type from the discs, and NP / HV never
+see the centre images (nothing is known there about a nucleus' extent).
 """
 
 from __future__ import annotations
@@ -120,6 +135,8 @@ class HoVerNetLoss(keras.losses.Loss):
         if c is not None and c != want:
             raise ConfigError(f"loss 'hovernet': num_types {self.num_types} needs a model with {want} outputs "
                               f"(NP 2, HV 2{', TP K + 1' if self.num_types else ''}), got {c}")
+        if t == 5 and not self.num_types:
+            raise ConfigError("loss 'hovernet': mixed-supervision targets (5 channels) need num_types >= 1")
         if t is not None and t < (4 if self.num_types else 3):
             raise ConfigError(f"loss 'hovernet': targets must be [B, H, W, {4 if self.num_types else 3}] "
                               f"(NP label, HV x, HV y{', type' if self.num_types else ''}), got {t} channels "
@@ -132,15 +149,27 @@ class HoVerNetLoss(keras.losses.Loss):
         y_pred = tf.cast(y_pred, tf.float32)
         nucleus = tf.cast(tf.round(y_true[..., 0]), tf.int32)
         w = pixel_weights(sample_weight, nucleus)
-        out = {"hv_mse": weighted_mse(y_true[..., 1:3], y_pred[..., 2:4], w),
-               "hv_msge": msge(y_true[..., 1:3], y_pred[..., 2:4], w * tf.cast(nucleus, tf.float32)),
-               "np_ce": cross_entropy(nucleus, y_pred[..., 0:2], w),
-               "np_dice": dice(nucleus, y_pred[..., 0:2], w, self.smooth)}
+        mixed = y_true.shape[-1] == 5
+        ws = w * y_true[..., 4] if mixed else w  # NP / HV weights: pixels whose extent is supervised
+        out = {"hv_mse": weighted_mse(y_true[..., 1:3], y_pred[..., 2:4], ws),
+               "hv_msge": msge(y_true[..., 1:3], y_pred[..., 2:4], ws * tf.cast(nucleus, tf.float32)),
+               "np_ce": cross_entropy(nucleus, y_pred[..., 0:2], ws),
+               "np_dice": dice(nucleus, y_pred[..., 0:2], ws, self.smooth)}
         if self.num_types:
-            types = tf.clip_by_value(tf.cast(tf.round(y_true[..., 3]), tf.int32), 0, self.num_types)
-            known = w * (1.0 - tf.cast((nucleus > 0) & (types == 0), tf.float32))  # unknown-type nuclei: ignored
+            k = self.num_types
             probs = y_pred[..., 4:]
-            out["tp_ce"] = cross_entropy(types, probs, known)
+            if mixed:  # module docstring's table
+                code = tf.clip_by_value(tf.cast(tf.round(y_true[..., 3]), tf.int32), 0, k + 1)
+                types = tf.minimum(code, k)
+                any_type = tf.reduce_sum(probs[..., 1:], axis=-1)
+                q = tf.where(code == k + 1, any_type, tf.gather(probs, types, axis=-1, batch_dims=3))
+                ce = -tf.math.log(tf.clip_by_value(q, EPSILON, 1.0))
+                out["tp_ce"] = tf.reduce_sum(ce * w) / tf.maximum(tf.reduce_sum(w), EPSILON)
+                known = w * tf.cast(code <= k, tf.float32)
+            else:
+                types = tf.clip_by_value(tf.cast(tf.round(y_true[..., 3]), tf.int32), 0, k)
+                known = w * (1.0 - tf.cast((nucleus > 0) & (types == 0), tf.float32))  # unknown-type nuclei: ignored
+                out["tp_ce"] = cross_entropy(types, probs, known)
             out["tp_dice"] = dice(types, probs, known, self.smooth)
         return out
 

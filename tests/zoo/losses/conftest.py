@@ -26,3 +26,15 @@ def _typed_record(folder):
 def typed_record():
     """``typed_record(folder) -> Sample``: writes the typed fixture record into ``folder``."""
     return _typed_record
+
+
+@pytest.fixture(scope="session")
+def built(shared_data, tmp_path_factory):
+    """MoNuSeg 2018 (untyped instance maps) and CRCHistoPhenotypes (typed centres) built into a temporary folder
+    (the mixed-supervision tests of Qu's loss and HoVer-Net's)."""
+    from zoo.data.build import build
+
+    out = tmp_path_factory.mktemp("mixed_records")
+    for name in ("monuseg2018", "crchistophenotypes"):
+        build(name, str(shared_data / name), str(out / name), progress=False)
+    return out

@@ -160,17 +160,6 @@ def test_registered_and_validated():
 
 # ---------------------------------------------------------------- the input layer's mixed batches, on real records
 
-@pytest.fixture(scope="module")
-def built(shared_data, tmp_path_factory):
-    """MoNuSeg 2018 (untyped instance maps) and CRCHistoPhenotypes (typed centres) built into a temporary folder."""
-    from zoo.data.build import build
-
-    out = tmp_path_factory.mktemp("qu_records")
-    for name, folder in (("monuseg2018", "monuseg2018"), ("crchistophenotypes", "crchistophenotypes")):
-        build(name, str(shared_data / folder), str(out / folder), progress=False)
-    return out
-
-
 def _mixed_config(**changes):
     from zoo.data.input import InputConfig
 
