@@ -1,22 +1,26 @@
 """``histozoo evaluate``: score a model on a split of a built data folder (zoo.evaluation), through the model's own
-InferenceSpec (flags override a field of it, said in one line)."""
+InferenceSpec (flags override a field of it, said in one line). A split with instance maps gets the segmentation
+metrics; a split with typed centres only (CRCHistoPhenotypes) gets the centre scores (Qu et al.'s Table 2, HoVer-Net's
+F_d / F_c: ``zoo.evaluation.evaluate_centres``)."""
 
 from __future__ import annotations
 
 
 def _cmd_evaluate(args) -> int:
     from histozoo.commands.export import spec_overrides
-    from zoo.evaluation import evaluate, format_table
+    from zoo.evaluation import evaluate, evaluate_centres, format_centres, format_table, iter_eval_samples
     from zoo.training.tracking import load
 
     loaded = load(args.model)
     spec = loaded.spec.override(spec_overrides(args))
-    res = evaluate(loaded.model, args.data, split=args.split, fold=args.fold, spec=spec, progress=True)
+    centres = next(iter_eval_samples(args.data, args.split, args.fold, max_images=1), None) is None
+    run = evaluate_centres if centres else evaluate
+    res = run(loaded.model, args.data, split=args.split, fold=args.fold, spec=spec, progress=True)
     if args.out:  # the result first: nothing computed is lost to a display problem
         from zoo.atomic import write_json
 
         write_json(args.out, res)
-    print(format_table(res, args.keys.split(",") if args.keys else None))
+    print(format_centres(res) if centres else format_table(res, args.keys.split(",") if args.keys else None))
     if args.out:
         print(f"wrote {args.out}")
     return 0

@@ -6,6 +6,8 @@ exactly what a served model does) and scores the instances with ``zoo.metrics.se
 dict (``per_image`` list, ``mean``, the spec used) and, through ``format_table``, a readable table.
 """
 
-from zoo.evaluation.evaluate import evaluate, evaluate_classical, format_table, iter_eval_samples, resolve_spec, save_overlays
+from zoo.evaluation.evaluate import (evaluate, evaluate_centres, evaluate_classical, format_centres, format_table,
+                                     iter_eval_samples, resolve_spec, save_overlays, score_centres)
 
-__all__ = ["evaluate", "evaluate_classical", "format_table", "iter_eval_samples", "resolve_spec", "save_overlays"]
+__all__ = ["evaluate", "evaluate_centres", "evaluate_classical", "format_centres", "format_table", "iter_eval_samples",
+           "resolve_spec", "save_overlays", "score_centres"]

@@ -109,6 +109,96 @@ def score(segment, source: Source, split: str = "test", fold: Optional[int] = No
     return {"split": split, "fold": fold, "images": len(per_image), "mean": mean, "per_image": per_image}
 
 
+def evaluate_centres(model, source: Source, split: str = "test", fold: Optional[int] = None, spec=None,
+                     postprocess: Optional[dict] = None, max_images: int = 0, progress: bool = False) -> dict:
+    """Score a typed model against centre annotations (CRCHistoPhenotypes) through THE inference function: Qu et
+    al.'s Table 2 (detection P / R / F1, accuracy over detected centres, all and per type, confusion) and HoVer-Net's
+    F_d / F_c (``zoo.metrics.typed``), counts pooled over the split (:func:`score_centres`)."""
+    from zoo.inference import as_forward, predict
+
+    spec = resolve_spec(model, spec, postprocess)
+    forward = as_forward(model, spec)
+
+    def segment(s):
+        pr = predict(forward, spec, s.image, mpp=s.mpp)
+        return pr.instances, pr.classes
+
+    return {**score_centres(segment, source, split, fold, len(spec.class_names), tuple(spec.class_names),
+                            max_images, progress),
+            "postprocess": spec.postprocess.to_dict(), "spec": spec.to_dict()}
+
+
+def score_centres(segment, source: Source, split: str = "test", fold: Optional[int] = None, num_types: int = 0,
+                  class_names: Sequence[str] = (), max_images: int = 0, progress: bool = False) -> dict:
+    """``segment(sample) -> (instance map, per-instance classes)`` scored on the split's centre-annotated images
+    (``zoo.metrics.typed.centre_detection``: a centre is detected when it falls inside exactly one predicted
+    instance). Detection counts, confusion matrices and the (true, predicted) type pairs are pooled over the images
+    before any ratio is taken; per-image rows keep the image's own detection F1 and accuracy. ``source``: a built
+    data dir, a shard list or a list of ``Sample`` objects."""
+    from zoo.metrics.typed import _detection_row, centre_detection, type_f1
+
+    if isinstance(source, (list, tuple)) and source and isinstance(source[0], Sample):
+        samples = (s for s in source if s.points_yx is not None)
+    else:
+        if isinstance(source, (list, tuple)):
+            paths, keep = list(source), None
+        else:
+            from zoo.data.build import select
+
+            paths, keep = select(source, split, fold)
+        samples = (s for s in records.read_samples(paths)
+                   if (keep is None or s.image_id in keep) and s.points_yx is not None)
+    if progress:
+        from tqdm import tqdm
+
+        samples = tqdm(samples, desc=f"evaluate centres {split}", unit="img", dynamic_ncols=True)
+    det, conf, per_image = {}, None, []
+    pairs = {"true": [], "pred": [], "unpaired_true": [], "unpaired_pred": []}
+    for i, s in enumerate(samples):
+        if max_images and i >= max_images:
+            break
+        names = class_names or tuple(s.class_names or ())
+        k = num_types or len(names)
+        instances, classes = segment(s)
+        r = centre_detection(s.points_yx, s.point_classes, instances, classes, k, names)
+        for name, row in r["detection"].items():
+            acc = det.setdefault(name, {"tp": 0, "fp": 0, "fn": 0})
+            for key in acc:
+                acc[key] += row[key]
+        m = np.asarray(r["classification"]["confusion"], np.int64)
+        conf = m if conf is None else conf + m
+        for key in pairs:
+            pairs[key] += r["pairs"][key]
+        per_image.append({"image_id": s.image_id, "centres": int(len(s.point_classes)),
+                          "instances": int(len(np.unique(instances[instances > 0]))),
+                          "det_f1": r["detection"]["All"]["f1"], "accuracy": r["classification"]["accuracy"]})
+    if not per_image:
+        raise ConfigError(f"no centre-annotated images to evaluate in split {split!r}" + (f" fold {fold}" if fold else ""))
+    detection = {name: _detection_row(c["tp"], c["tp"] + c["fp"], c["tp"] + c["fn"]) for name, c in det.items()}
+    labels = ["unknown"] + [str(n) for n in names]
+    correct, n = np.diag(conf), conf.sum(axis=1)
+    per_class = {labels[t]: {"accuracy": float(correct[t] / n[t]) if n[t] else float("nan"), "correct": int(correct[t]),
+                             "n": int(n[t])} for t in range(1, conf.shape[0])}
+    classification = {"accuracy": float(correct[1:].sum() / n.sum()) if n.sum() else float("nan"),
+                      "correct": int(correct[1:].sum()), "n": int(n.sum()), "per_class": per_class, "labels": labels,
+                      "confusion": conf.tolist()}
+    return {"split": split, "fold": fold, "images": len(per_image), "detection": detection,
+            "classification": classification, "hovernet": type_f1(pairs, k, names), "per_image": per_image}
+
+
+def format_centres(result: dict) -> str:
+    """The pooled centre scores as a few plain-text lines."""
+    d, c, h = result["detection"]["All"], result["classification"], result["hovernet"]
+    lines = [f"{result['images']} images: detection P {d['precision']:.4f}  R {d['recall']:.4f}  F1 {d['f1']:.4f}  "
+             f"(tp {d['tp']}, fp {d['fp']}, fn {d['fn']})",
+             f"accuracy over detected centres {c['accuracy']:.4f} ({c['correct']} / {c['n']}); HoVer-Net F_d "
+             f"{h['f_d']:.4f}, accuracy {h['accuracy']:.4f}"]
+    for name, pc in c["per_class"].items():
+        lines.append(f"  {name:<14} accuracy {pc['accuracy']:.4f} ({pc['correct']} / {pc['n']})  "
+                     f"F_c {h['f_c'].get(name, float('nan')):.4f}")
+    return "\n".join(lines)
+
+
 def _scalar(v) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating))
 

@@ -31,7 +31,7 @@ from zoo.metrics.labels import _as_labels, instance_classes, overlap
 from zoo.metrics.object import detection_f1, detection_pairs, object_dice, object_hausdorff
 
 __all__ = ["restrict_to_class", "per_class_object_metrics", "classification_summary", "classification_over_detections",
-           "centre_detection"]
+           "centre_detection", "type_f1"]
 
 
 def _class_lut(labels: np.ndarray, ids: np.ndarray, cls: np.ndarray, keep: int) -> np.ndarray:
@@ -156,8 +156,9 @@ def centre_detection(points_yx, point_classes, pred, pred_classes, num_types: in
     points_yx: (N, 2) centre (row, col) in pixels (rounded to the nearest pixel; centres outside the map never
     match); point_classes: (N,) types 0..K (0 = detected but untyped: counts for detection, not for
     classification). pred: the predicted instance map; pred_classes: their types (``instance_classes`` formats).
-    Returns ``{"detection": {"All": row, name_t: row}, "classification": classification_summary(...)}``, a row
-    being precision / recall / f1 / tp / fp / fn; classification is over the matched centres of known type."""
+    Returns ``{"detection": {"All": row, name_t: row}, "classification": classification_summary(...), "pairs"}``, a
+    row being precision / recall / f1 / tp / fp / fn; classification is over the matched centres of known type;
+    "pairs" = the types of the matched (true, pred) pairs and of the unmatched centres / instances (``type_f1``)."""
     p = _as_labels(pred, "pred")
     if p.ndim != 2:
         raise DataError("pred", f"centre detection needs a 2-D instance map, got shape {p.shape}")
@@ -184,6 +185,43 @@ def centre_detection(points_yx, point_classes, pred, pred_classes, num_types: in
         restricted = np.where(pclass_of[p] == t, p, 0)
         detection[_name(t, class_names)] = detect(cls == t, restricted, int((pc == t).sum()))[2]
     typed = cls[matched] > 0
+    unmatched_true = np.ones(cls.size, bool)
+    unmatched_true[matched] = False
+    pairs = {"true": cls[matched].tolist(), "pred": pclass_of[inst].tolist(),  # for type_f1, poolable over images
+             "unpaired_true": cls[unmatched_true].tolist(),
+             "unpaired_pred": pclass_of[pids[~np.isin(pids, inst)]].tolist()}
     return {"detection": detection,
             "classification": classification_summary(cls[matched][typed], pclass_of[inst][typed], num_types,
-                                                     class_names)}
+                                                     class_names),
+            "pairs": pairs}
+
+
+def type_f1(pairs: dict, num_types: int, class_names: Sequence[str] = ()) -> dict:
+    """HoVer-Net's detection and classification quality (Graham et al. 2019, section 4.3, eq. 6-7; the reference's
+    ``run_nuclei_type_stat``) from paired / unpaired types (``centre_detection``'s "pairs", pooled over images):
+
+        F_d = 2 TP_d / (2 TP_d + FP_d + FN_d)
+        F_c^t = 2 (TP_c + TN_c) / (2 (TP_c + TN_c) + 2 FP_c + 2 FN_c + FP_d^t + FN_d^t)
+
+    over the pairs where the true or the predicted type is t (so TN_c is 0, as in the reference): TP_c = both t,
+    FP_c = predicted t but true another, FN_c = true t but predicted another; FP_d^t / FN_d^t = unpaired predictions /
+    truths of type t. ``accuracy`` = share of pairs whose types agree. Pairs whose true type is 0 (unknown) count for
+    F_d only. Returns ``{"f_d", "accuracy", "f_c": {name: value}, "n_pairs"}`` (NaN where a denominator is 0)."""
+    t = np.asarray(pairs["true"], np.int64)
+    p = np.asarray(pairs["pred"], np.int64)
+    ut = np.asarray(pairs["unpaired_true"], np.int64)
+    up = np.asarray(pairs["unpaired_pred"], np.int64)
+    if t.shape != p.shape:
+        raise DataError("pairs", f"{t.size} true types but {p.size} predicted")
+    ratio = lambda a, b: a / b if b else math.nan  # noqa: E731
+    f_d = ratio(2 * t.size, 2 * t.size + up.size + ut.size)
+    known = t > 0
+    t, p = t[known], p[known]
+    f_c = {}
+    for k in range(1, int(num_types) + 1):
+        sel = (t == k) | (p == k)
+        tp = int(((t == k) & (p == k) & sel).sum())
+        fp = int(((t != k) & (p == k)).sum())
+        fn = int(((t == k) & (p != k)).sum())
+        f_c[_name(k, class_names)] = ratio(2 * tp, 2 * tp + 2 * fp + 2 * fn + int((up == k).sum()) + int((ut == k).sum()))
+    return {"f_d": f_d, "accuracy": ratio(int((t == p).sum()), t.size), "f_c": f_c, "n_pairs": int(known.sum())}

@@ -8,7 +8,7 @@ import pytest
 
 from zoo.errors import DataError
 from zoo.metrics.object import detection_f1, object_dice
-from zoo.metrics.typed import (centre_detection, classification_over_detections, classification_summary,
+from zoo.metrics.typed import (centre_detection, type_f1, classification_over_detections, classification_summary,
                                per_class_object_metrics, restrict_to_class)
 
 NAMES = ("tumour", "lymphocyte")
@@ -110,6 +110,28 @@ def test_centre_detection_one_to_one_by_hand():
     # matched centres: 0 (type 1 -> instance 1 type 1, correct) and 3 (untyped: not scored)
     assert (c["correct"], c["n"], c["accuracy"]) == (1, 1, 1.0)
     assert c["confusion"] == [[0, 0, 0], [0, 1, 0], [0, 0, 0]]
+    # pairs: matched (centre 0 -> instance 1 type 1; centre 3 -> instance 3 type 2); unmatched centres 1, 2, 4, 5;
+    # unmatched instances 2 (type 2) and 4 (type 1)
+    assert out["pairs"] == {"true": [1, 0], "pred": [1, 2], "unpaired_true": [2, 1, 2, 1], "unpaired_pred": [2, 1]}
+    h = type_f1(out["pairs"], 2, NAMES)
+    assert h["f_d"] == pytest.approx(2 * 2 / (2 * 2 + 2 + 4)) and h["accuracy"] == 1.0 and h["n_pairs"] == 1
+    # type 1: TP_c 1, FP_c 0, FN_c 0, FP_d 1 (instance 4), FN_d 2 (centres 2, 5) -> 2 / (2 + 3)
+    # type 2: no typed pair of type 2, FP_d 1 (instance 2), FN_d 2 (centres 1, 4) -> 0 / 3
+    assert h["f_c"] == {"tumour": pytest.approx(2 / 5), "lymphocyte": 0.0}
+
+
+def test_type_f1_by_hand():
+    """HoVer-Net's F_c with the reference's weights (2, 2, 1, 1): 6 pairs of 3 types plus unpaired ones."""
+    pairs = {"true": [1, 1, 1, 2, 2, 3], "pred": [1, 1, 2, 2, 3, 3], "unpaired_true": [1, 3], "unpaired_pred": [2]}
+    h = type_f1(pairs, 3)
+    assert h["f_d"] == pytest.approx(12 / (12 + 1 + 2)) and h["accuracy"] == pytest.approx(4 / 6)
+    # type 1: tp 2, fp 0, fn 1 (1 -> 2), FP_d 0, FN_d 1: 4 / (4 + 2 + 1)
+    # type 2: tp 1, fp 1 (1 -> 2), fn 1 (2 -> 3), FP_d 1, FN_d 0: 2 / (2 + 2 + 2 + 1)
+    # type 3: tp 1, fp 1 (2 -> 3), fn 0, FP_d 0, FN_d 1: 2 / (2 + 2 + 1)
+    assert h["f_c"] == {"1": pytest.approx(4 / 7), "2": pytest.approx(2 / 7), "3": pytest.approx(2 / 5)}
+    assert math.isnan(type_f1({"true": [], "pred": [], "unpaired_true": [], "unpaired_pred": []}, 1)["f_d"])
+    with pytest.raises(DataError, match="pairs"):
+        type_f1({"true": [1], "pred": [], "unpaired_true": [], "unpaired_pred": []}, 1)
 
 
 def test_centre_detection_empty_cases():
