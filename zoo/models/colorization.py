@@ -423,7 +423,7 @@ class ColorNormNet(keras.Model):
         independently per image (not clipped, as the equation). Returns (I_s, eps [B, 2])."""
         x = tf.cast(x, tf.float32)
         r = self._config.offset_range
-        eps = keras.random.uniform((tf.shape(x)[0], 2), -r, r, seed=seed or self.seed_generator)
+        eps = keras.random.uniform((tf.shape(x)[0], 2), -r, r, seed=self.seed_generator if seed is None else seed)
         offset = tf.stack([eps[:, 0], tf.zeros_like(eps[:, 0]), eps[:, 1]], -1)
         return x + offset[:, None, None, :], eps
 
