@@ -1,6 +1,6 @@
 """The same held-out tiles under every stain method, side by side (like Yuan & Suh Fig. 1 / 3): rows = tiles (two
-tissue crops, the sparsest real window and one constructed background-heavy tile, scripts/stain_eval.py), columns = the input, Reinhard, Macenko,
-Vahadane and each neural method whose model is given; the target style is shown top left.
+tissue crops, the sparsest real window and one constructed background-heavy tile, scripts/stain_eval.py), columns =
+the input, Reinhard, Macenko, Vahadane and each neural method whose model is given; the target style is top left.
 
     python scripts/stain_figure.py [--colorization RUN] [--colorization-noclass RUN] [--colornormnet RUN] \\
         [--out docs/img/stain_methods.png]
@@ -14,8 +14,6 @@ import argparse
 import importlib.util
 import os
 import sys
-
-import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)

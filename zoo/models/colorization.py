@@ -34,7 +34,6 @@ from typing import ClassVar
 import keras
 import tensorflow as tf
 
-from zoo.errors import ConfigError
 from zoo.models.base import ModelConfig, crop_to, pad_to_multiple
 from zoo.models.registry import register
 

@@ -82,7 +82,8 @@ def normalize_folder(input: str | os.PathLike, output: str | os.PathLike, *, met
     macenko; ``save_params`` writes the fitted parameters), ``params`` (a file written by ``save`` /
     ``--save-params``; ``method``, if given, must match it) or ``normalizer`` (a fitted ``StainNormalizer``).
     The neural methods (``colorization``, ``colornormnet``; zoo.stain.neural) also need ``model``, a trained
-    network (.keras file or run folder); colornormnet needs no target. Outputs keep their relative paths and formats. ``output`` is checked before anything is fitted or read
+    network (.keras file or run folder); colornormnet needs no target. Outputs keep their relative paths and formats.
+    ``output`` is checked before anything is fitted or read
     (``ConfigError`` naming it when it is a file or not writable).
 
     Returns ``{"method", "input", "output", "images", "normalized", "failed": [{"path", "error"}],
