@@ -8,6 +8,7 @@ import pytest
 from zoo import models
 from zoo.errors import ConfigError
 from zoo.models.base import ModelConfig, SegmentationModel
+from zoo.models.colorization import ColorizationNet, ColorNormNet
 from zoo.models.gan import InfoGAN
 
 
@@ -16,12 +17,13 @@ def test_paper_models_are_registered():
     assert models.available() == sorted(models.available())
     for name in models.available():
         cls = models.get(name)
-        assert issubclass(cls, (SegmentationModel, InfoGAN)) and cls.registry_name == name
+        assert issubclass(cls, (SegmentationModel, InfoGAN, ColorizationNet, ColorNormNet)) and cls.registry_name == name
         assert cls.config_class.model_name == name
 
 
 def test_unknown_model_names_the_choices():
-    with pytest.raises(ConfigError, match=r"unknown model 'unett' \(available: deconvnet, ensemble, fcn8s"):
+    with pytest.raises(ConfigError, match=r"unknown model 'unett' \(available: colorization, colornormnet, "
+                                          r"deconvnet, ensemble, fcn8s"):
         models.build("unett")
 
 
