@@ -17,7 +17,8 @@ def test_paper_models_are_registered():
     assert models.available() == sorted(models.available())
     for name in models.available():
         cls = models.get(name)
-        assert issubclass(cls, (SegmentationModel, InfoGAN, ColorizationNet, ColorNormNet)) and cls.registry_name == name
+        kinds = (SegmentationModel, InfoGAN, ColorizationNet, ColorNormNet)
+        assert issubclass(cls, kinds) and cls.registry_name == name
         assert cls.config_class.model_name == name
 
 
