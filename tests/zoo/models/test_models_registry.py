@@ -10,6 +10,7 @@ from zoo.errors import ConfigError
 from zoo.models.base import ModelConfig, SegmentationModel
 from zoo.models.colorization import ColorizationNet, ColorNormNet
 from zoo.models.gan import InfoGAN
+from zoo.models.simgan import SimGANRefiner
 
 
 def test_paper_models_are_registered():
@@ -17,7 +18,7 @@ def test_paper_models_are_registered():
     assert models.available() == sorted(models.available())
     for name in models.available():
         cls = models.get(name)
-        kinds = (SegmentationModel, InfoGAN, ColorizationNet, ColorNormNet)
+        kinds = (SegmentationModel, InfoGAN, ColorizationNet, ColorNormNet, SimGANRefiner)
         assert issubclass(cls, kinds) and cls.registry_name == name
         assert cls.config_class.model_name == name
 
