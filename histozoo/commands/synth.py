@@ -8,29 +8,41 @@ import os
 from histozoo.commands import check_out, parse_key_values
 
 
-def _cmd_synth(args) -> int:
-    check_out(args.out)
-    from zoo.data.build import format_summary
+def synthesize_records(images: str, n: int, out: str, options: dict | None = None, seed: int = 0,
+                       refiner: str = "", sizes_from: str = "", sizes_split: str = "train",
+                       include_real: bool = False, mpp: float = 0.0, progress: bool = True, log=print) -> dict:
+    """What ``histozoo synth`` does, as one function (the CLI and the TFX step pipelines.components.synth_gen call
+    it): SynthesisConfig from ``options`` (sizes measured from ``sizes_from`` when given), the optional refiner
+    loaded from its URI, then zoo.synthesis.dataset.write_synthetic into ``out``; returns its summary dict."""
     from zoo.errors import ConfigError
     from zoo.synthesis import SynthesisConfig, size_ranges_from_records
     from zoo.synthesis.dataset import write_synthetic
 
-    config = SynthesisConfig.from_dict(parse_key_values(args.option))
-    if args.sizes_from:
-        stats = size_ranges_from_records(args.sizes_from, args.sizes_split)
+    config = SynthesisConfig.from_dict(dict(options or {}))
+    if sizes_from:
+        stats = size_ranges_from_records(sizes_from, sizes_split)
         config = stats.apply(config)
-        print(f"nucleus sizes from {args.sizes_from} ({stats.nuclei} nuclei in {stats.images} images): radius "
-              f"{config.radius_min}..{config.radius_max} px, {config.nuclei_min}..{config.nuclei_max} per tile")
-    refiner = None
-    if args.refiner:
+        log(f"nucleus sizes from {sizes_from} ({stats.nuclei} nuclei in {stats.images} images): radius "
+            f"{config.radius_min}..{config.radius_max} px, {config.nuclei_min}..{config.nuclei_max} per tile")
+    model = None
+    if refiner:
         from zoo.training.tracking import load_model
 
-        refiner = load_model(args.refiner)
-        if getattr(refiner, "registry_name", "") != "simgan_refiner":
-            raise ConfigError(f"{args.refiner}: not a SimGAN refiner (model simgan_refiner)")
-    summary = write_synthetic(args.images, args.n, args.out, config, seed=args.seed, refiner=refiner,
-                              refiner_uri=args.refiner or "", include_real=args.include_real, mpp=args.mpp,
-                              progress=not args.quiet)
+        model = load_model(refiner)
+        if getattr(model, "registry_name", "") != "simgan_refiner":
+            raise ConfigError(f"{refiner}: not a SimGAN refiner (model simgan_refiner)")
+    return write_synthetic(images, n, out, config, seed=seed, refiner=model, refiner_uri=refiner or "",
+                           include_real=include_real, mpp=mpp, progress=progress)
+
+
+def _cmd_synth(args) -> int:
+    check_out(args.out)
+    from zoo.data.build import format_summary
+
+    summary = synthesize_records(args.images, args.n, args.out, parse_key_values(args.option), seed=args.seed,
+                                 refiner=args.refiner or "", sizes_from=args.sizes_from or "",
+                                 sizes_split=args.sizes_split, include_real=args.include_real, mpp=args.mpp,
+                                 progress=not args.quiet)
     print(format_summary(summary))
     print(f"{args.n} synthetic images at {summary['images_per_s']:.2f} images/s; wrote {os.path.abspath(args.out)}")
     return 0
