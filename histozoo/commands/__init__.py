@@ -11,7 +11,7 @@ import json
 
 #: the subcommand groups, in the order ``histozoo --help`` lists them (module names under histozoo.commands)
 GROUPS = ("quickstart", "models", "data", "train", "evaluate", "tune", "registry", "export", "predict", "serve",
-          "pipeline", "normalize", "slide", "cluster", "synth", "annotate")
+          "pipeline", "normalize", "slide", "cluster", "synth", "annotate", "cycle")
 
 
 def parse_key_values(pairs: list[str] | None, flag: str = "--option") -> dict:
