@@ -96,7 +96,7 @@ class DatasetWriter:
         s["image_ids"].append(sample.image_id)
 
     def commit(self, dataset: str, root, options: dict, folds: list | None = None,
-               skipped: list | None = None) -> dict:
+               skipped: list | None = None, scheme: str = "leave-one-source-out") -> dict:
         """Write summary.json (with ``skipped``: the reader's (path, reason) pairs it left out) and move into place."""
         shards = {k: [os.path.basename(p) for p in w.close()] for k, w in self.writers.items()}
         summary = {
@@ -111,7 +111,7 @@ class DatasetWriter:
             summary["skipped"] = [{"path": p, "reason": r} for p, r in skipped]
         write_json(os.path.join(self.tmp, SUMMARY), summary)
         if folds:
-            write_json(os.path.join(self.tmp, FOLDS), {"dataset": dataset, "scheme": "leave-one-source-out",
+            write_json(os.path.join(self.tmp, FOLDS), {"dataset": dataset, "scheme": scheme,
                                                        "folds": folds})
         _commit(self.tmp, self.out)
         summary["wall_s"] = round(time.time() - self.t0, 2)
@@ -147,7 +147,7 @@ def build(dataset: str, root: str, out: str, per_shard: int = 32, progress: bool
             except Exception as e:
                 raise DataError(reader.describe(item), f"failed to read ({type(e).__name__}: {e})") from None
             w.add(sample, rec)
-        return w.commit(dataset, os.path.abspath(root), options, reader.folds(), reader.skipped)
+        return w.commit(dataset, os.path.abspath(root), options, reader.folds(), reader.skipped, reader.fold_scheme)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -52,6 +52,8 @@ class Reader:
     marker: str = ""
     #: (path, reason) of inputs the reader left out (the folder reader's unpaired files); stored in summary.json
     skipped: tuple = ()
+    #: how ``folds()`` was made, written into folds.json ("organ-holdout" for MoNuSeg's organ-disjoint split)
+    fold_scheme: str = "leave-one-source-out"
 
     def __new__(cls, *args: Any, **options: Any):
         # every reader's options, checked against its __init__'s keyword parameters before any file is touched

@@ -18,12 +18,23 @@ Quirks handled (../shared/data/monuseg2018/PROVENANCE.md):
   the organ in ``ORGANS``. mpp: the XML's ``MicronsPerPixel`` (0 when the XML or the attribute is absent).
   source_id: the patient (first 12 characters of the TCGA barcode; all 44 images are distinct patients);
   site: the TCGA tissue-source-site code (characters 6-7). Split: the official train / test.
+
+Organ-disjoint split (option ``holdout_organs``, e.g. ``HOLDOUT_ORGANS``; the stain-downstream protocol of issue 21,
+docs/results/stain.md): the shards keep the official splits, and ``folds.json`` gets ONE fold whose ``test`` is every
+image (official train and test) of the held-out organs and whose ``train`` is every other image (zoo.data.build.select,
+``fold: 1`` in a training config). With HOLDOUT_ORGANS (Bladder, Brain, Colon, Stomach) that is 33 train images
+(Breast 8, Kidney 9, Liver 6 + Lung 2, Prostate 8) and 11 test images (Bladder 4, Brain 2, Colon 3, Stomach 2).
+"Liver" and Lung stay together on the train side: MoNuSeg's "Liver" images carry TCGA lung cohort codes. Every
+organ comes from its own TCGA tissue-source sites here, so the split is site-disjoint too. The official test set
+alone is site-disjoint from the official training set but shares 5 of its 7 organs (only Brain and, by name,
+Lung are new).
 """
 
 from __future__ import annotations
 
 import glob
 import os
+from typing import Sequence
 
 import numpy as np
 
@@ -52,6 +63,8 @@ ORGAN_OF = {
     "TCGA-FG-A4MU": "Brain", "TCGA-HT-8564": "Brain",
 }
 _IMAGE_EXTS = (".png", ".tif", ".tiff")
+#: the held-out organs of the organ-disjoint split (option ``holdout_organs``; see the module docstring)
+HOLDOUT_ORGANS = ("Bladder", "Brain", "Colon", "Stomach")
 
 
 def _first_dir(root: str, names: tuple) -> str | None:
@@ -81,8 +94,14 @@ def xml_instances(path: str, shape: tuple, shift: tuple = XML_SHIFT) -> tuple[np
 class MoNuSegReader(Reader):
     class_names = ()
 
-    def __init__(self, root: str, train_labels: str = "auto", **options):
+    def __init__(self, root: str, train_labels: str = "auto", holdout_organs: Sequence[str] = (), **options):
         super().__init__(root, **options)
+        bad = [o for o in holdout_organs if o not in ORGANS]
+        if bad:
+            raise ConfigError(f"monuseg2018: holdout_organs: unknown organ {bad[0]!r} (organs: {', '.join(ORGANS)})")
+        self.holdout_organs = tuple(holdout_organs)
+        if self.holdout_organs:
+            self.fold_scheme = "organ-holdout"
         self.train_dir = _first_dir(self.root, ("MoNuSegTrainingData", "MoNuSeg 2018 Training Data"))
         self.test_dir = _first_dir(self.root, ("MoNuSegTestData", "MoNuSeg 2018 Test Data"))
         if self.train_dir is None and self.test_dir is None:
@@ -112,6 +131,21 @@ class MoNuSegReader(Reader):
                 files = [p for p in glob.glob(os.path.join(folder, "TCGA-*")) if p.lower().endswith(_IMAGE_EXTS)]
                 out += [(split, p) for p in sorted(files)]
         return out
+
+    def folds(self) -> list[dict] | None:
+        """With ``holdout_organs``: one fold, test = the images of those organs (both official splits), train = the
+        rest (organ of each image: ORGAN_OF by patient id); None otherwise."""
+        if not self.holdout_organs:
+            return None
+        fold = {"fold": 1, "train": [], "test": [], "held_out_organs": list(self.holdout_organs)}
+        for _, path in self.items():
+            image_id = os.path.splitext(os.path.basename(path))[0]
+            organ = ORGAN_OF.get(image_id[:12])
+            if organ is None:
+                raise DataError(path, "organ unknown (patient not in zoo.data.readers.monuseg.ORGAN_OF): cannot "
+                                "place it in the organ-disjoint split")
+            fold["test" if organ in self.holdout_organs else "train"].append(image_id)
+        return [fold]
 
     def read(self, item: tuple[str, str]) -> Sample:
         split, path = item
