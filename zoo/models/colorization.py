@@ -144,8 +144,30 @@ class ColorizationConfig(ModelConfig):
         self._check_float("epsilon", 0.0, 1.0, low_open=True)
 
 
+class _OwnLossModel(keras.Model):
+    """A network trained on its own loss (``loss_terms``) by its own train step inside the one core: ``compile``
+    ignores the core's loss and metrics, builds the network (the step does not go through ``__call__``, so saving
+    must find the shape recorded) and lets the subclass set up the optimizer (``_optimizer``)."""
+
+    def _optimizer(self, optimizer):
+        return optimizer
+
+    def compile(self, optimizer="adam", loss=None, **kwargs):
+        if isinstance(optimizer, str):
+            optimizer = keras.optimizers.get(optimizer)
+        kwargs.pop("weighted_metrics", None)
+        kwargs.pop("metrics", None)
+        if not self.built:
+            self.build((None, None, None, 3))
+        super().compile(optimizer=self._optimizer(optimizer), **kwargs)
+
+    def compile_from_config(self, config):
+        """Restore the compile (optimizer) of a saved model, so a resumed run continues its optimizer."""
+        compile_from_config(self, config)
+
+
 @register("colorization")
-class ColorizationNet(keras.Model):
+class ColorizationNet(_OwnLossModel):
     """Yuan & Suh's colorization CNN (module docstring): RGB [0, 1] -> RGB [0, 1] with the input's luminance and
     predicted chroma. ``global_features(x)`` -> [B, 256]; ``transfer(x, g)`` colours x with the global vector g."""
 
@@ -265,21 +287,14 @@ class ColorizationNet(keras.Model):
 
     # ---- training
     def compile(self, optimizer="adadelta", loss=None, **kwargs):
-        """Keras compile; the loss is the model's own (``loss_terms``), so ``loss`` (the core's configured one) is
-        not used. An Adadelta optimizer gets the config's rho and epsilon (Yuan & Suh: 0.9, 1e-6)."""
-        if isinstance(optimizer, str):
-            optimizer = keras.optimizers.get(optimizer)
+        """Keras compile (``_OwnLossModel``); default Adadelta as Yuan & Suh."""
+        super().compile(optimizer=optimizer, loss=loss, **kwargs)
+
+    def _optimizer(self, optimizer):
+        """An Adadelta optimizer gets the config's rho and epsilon (Yuan & Suh: 0.9, 1e-6)."""
         if isinstance(optimizer, keras.optimizers.Adadelta):
             optimizer.rho, optimizer.epsilon = self._config.rho, self._config.epsilon
-        kwargs.pop("weighted_metrics", None)
-        kwargs.pop("metrics", None)
-        if not self.built:  # the train step does not go through __call__: build here, so saving records the shape
-            self.build((None, None, None, 3))
-        super().compile(optimizer=optimizer, **kwargs)
-
-    def compile_from_config(self, config):
-        """Restore the compile (optimizer) of a saved model, so a resumed run continues its optimizer."""
-        compile_from_config(self, config)
+        return optimizer
 
     def loss_terms(self, x, classes, training=True):
         """(total, mse, ce): MSE of the chroma / 100 + alpha * mean cross-entropy of the tissue class (images whose
@@ -366,7 +381,7 @@ class ColorNormNetConfig(ModelConfig):
 
 
 @register("colornormnet")
-class ColorNormNet(keras.Model):
+class ColorNormNet(_OwnLossModel):
     """Bhatia's ColorNormNet (module docstring): RGB [0, 1] -> clip(RGB + per-channel shift, 0, 1)."""
 
     config_class: ClassVar[type] = ColorNormNetConfig
@@ -426,16 +441,6 @@ class ColorNormNet(keras.Model):
         offset = tf.stack([eps[:, 0], tf.zeros_like(eps[:, 0]), eps[:, 1]], -1)
         return x + offset[:, None, None, :], eps
 
-    def compile(self, optimizer="adam", loss=None, **kwargs):
-        """Keras compile; the loss is the model's own (``loss_terms``), the core's configured ``loss`` is not used."""
-        kwargs.pop("weighted_metrics", None)
-        kwargs.pop("metrics", None)
-        if not self.built:  # the train step does not go through __call__: build here, so saving records the shape
-            self.build((None, None, None, 3))
-        super().compile(optimizer=optimizer, **kwargs)
-
-    def compile_from_config(self, config):
-        compile_from_config(self, config)
 
     def loss_terms(self, clean, perturbed, training=True):
         """(total, l1, l2) of the prediction from ``perturbed`` against ``clean`` (Bhatia eq. 6.2, per-pixel
