@@ -131,33 +131,49 @@ def gan_features(model, images: np.ndarray, batch_size: int = 256):
     return probs.argmax(1), emb
 
 
+def d_features(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """D's features alone (Hu et al. Table I: each resblock max-pooled to 4 x 4, concatenated), Q not run
+    (zoo.evaluation.cluster.d_features)."""
+    from zoo.evaluation.cluster import d_features as extract
+
+    return extract(model, images, batch_size)
+
+
 # ------------------------------------------------------------------------------------------------ tables
-def clustering_table(images, types, ks, models_: dict, seed: int = 0) -> list:
-    """Rows of Table II / III: k-means on raw pixels, hand-made features and each model's D features at every k,
-    and each model's own Q clusters."""
+def clustering_table(images, types, ks, models_: dict, seed: int = 0, baselines: bool = True,
+                     random_init: tuple = ()) -> list:
+    """Rows of Table II / III: k-means on raw pixels and hand-made features (unless not ``baselines``) and on each
+    model's D features at every k, and each trained model's own Q clusters (not those of the ``random_init``
+    models: an untrained Q clusters nothing, only their D features are scored)."""
     rows = []
-    feats = {"raw pixels": raw_pixel_features(images), "hand-made (Lab hist + LBP + HOG)": handmade_features(images)}
-    per_model = {name: gan_features(m, images) for name, m in models_.items()}
+    feats = ({"raw pixels": raw_pixel_features(images), "hand-made (Lab hist + LBP + HOG)": handmade_features(images)}
+             if baselines else {})
+    per_model = {name: (gan_features(m, images) if name not in random_init else (None, d_features(m, images)))
+                 for name, m in models_.items()}
     for name, (_, emb) in per_model.items():
         feats[f"D features ({name})"] = emb
     for fname, x in feats.items():
         for k in ks:
             rows.append({"method": f"k-means on {fname}", "k": k, **score_clusters(kmeans_clusters(x, k, seed), types)})
     for name, (clusters, _) in per_model.items():
+        if clusters is None:
+            continue
         m = models_[name]
         rows.append({"method": f"GAN Q ({name})", "k": int(m.config.categories), **score_clusters(clusters, types)})
     return rows
 
 
-def feature_table(train, test, models_: dict, seed: int = 0) -> list:
-    """Rows of Table I: the L2-SVM on hand-made features and on each model's D features."""
+def feature_table(train, test, models_: dict, seed: int = 0, baselines: bool = True) -> list:
+    """Rows of Table I: the L2-SVM on hand-made features (unless not ``baselines``) and on each model's D
+    features (``d_features``: D's trunk only)."""
     rows = []
     (tx, ty), (vx, vy) = train, test
-    rows.append({"features": "hand-made (Lab hist + LBP + HOG)",
-                 **svm_report(handmade_features(tx), ty, handmade_features(vx), vy, seed)})
+    if baselines:
+        rows.append({"features": "hand-made (Lab hist + LBP + HOG)",
+                     **svm_report(handmade_features(tx), ty, handmade_features(vx), vy, seed)})
     for name, m in models_.items():
         rows.append({"features": f"D features ({name})",
-                     **svm_report(gan_features(m, tx)[1], ty, gan_features(m, vx)[1], vy, seed)})
+                     **svm_report(d_features(m, tx), ty, d_features(m, vx), vy, seed)})
     return rows
 
 
@@ -169,8 +185,12 @@ def _typed(crops: dict):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--crops", required=True, help="crops folder (histozoo data crops) with typed crops")
-    ap.add_argument("--model", action="append", default=[], help="a trained GAN model (.keras / run folder / URI); "
-                                                                 "repeatable")
+    ap.add_argument("--model", "--gan", dest="model", action="append", default=[],
+                    help="a trained GAN model (.keras / run folder / MLflow URI; --gan RUN_OR_KERAS is the same): "
+                         "rows k-means on its D features (each --k), its Q clusters, L2-SVM on its D features; "
+                         "repeatable")
+    ap.add_argument("--no-baselines", dest="baselines", action="store_false",
+                    help="only the GAN rows (no raw-pixel / hand-made k-means, no hand-made L2-SVM)")
     ap.add_argument("--random-init", default="infowgan_gp", help="also score this GAN architecture at random "
                                                                  "initialisation (its default config; '' = no)")
     ap.add_argument("--split", default="test", help="the evaluation split (clustering and SVM test)")
@@ -189,17 +209,19 @@ def main(argv=None) -> int:
     t0 = time.time()
     test = read_crops(args.crops, args.split)
     nets = {os.path.basename(os.path.dirname(os.path.dirname(p))) or p: load_model(p) for p in args.model}
+    random = ()
     if args.random_init:
         keras.utils.set_random_seed(args.seed)
         net = models.build(args.random_init, {"image_size": int(test["images"].shape[1])})
         net.build()
-        nets[f"{args.random_init}, random init"] = net
+        random = (f"{args.random_init}, random init",)
+        nets[random[0]] = net
     images, types = _typed(test)
     out = {"crops": os.path.abspath(args.crops), "split": args.split, "class_names": list(test["class_names"]),
-           "clustering": clustering_table(images, types, args.k, nets, args.seed)}
+           "clustering": clustering_table(images, types, args.k, nets, args.seed, args.baselines, random)}
     if args.train_split:
         out["features"] = feature_table(_typed(read_crops(args.crops, args.train_split)), (images, types), nets,
-                                        args.seed)
+                                        args.seed, args.baselines)
     out["seconds"] = time.time() - t0
     print(f"{'method':60s} {'k':>2s} {'purity':>7s} {'entropy':>7s} {'F':>6s} {'acc':>6s}")
     for r in out["clustering"]:

@@ -23,8 +23,8 @@ from zoo.errors import DataError
 
 def read_crops(source, split: Optional[str] = None) -> dict:
     """The crops of ``source`` (a folder written by ``histozoo data crops``, or shard paths): ``images`` uint8
-    [N, S, S, 3] and per-crop ``type`` (0 = unknown), ``image_id``, ``source_id``, ``dataset``, plus
-    ``class_names``."""
+    [N, S, S, 3] and per-crop ``type`` (0 = unknown), ``image_id``, ``source_id``, ``dataset``, ``organ``,
+    plus ``class_names``."""
     from zoo.data import records
 
     if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
@@ -33,7 +33,7 @@ def read_crops(source, split: Optional[str] = None) -> dict:
             raise DataError(os.fspath(source), f"no record shards{f' of split {split!r}' if split else ''}")
     else:
         paths = [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else [os.fspath(p) for p in source]
-    images, types, ids, sources, datasets, names = [], [], [], [], [], ()
+    images, types, ids, sources, datasets, organs, names = [], [], [], [], [], [], ()
     for s in records.read_samples(paths):
         if images and s.image.shape != images[0].shape:
             raise DataError(s.image_id, f"crop of shape {s.image.shape}, the others {images[0].shape}: not one crop "
@@ -44,11 +44,12 @@ def read_crops(source, split: Optional[str] = None) -> dict:
         ids.append(s.image_id)
         sources.append(s.source_id)
         datasets.append(s.dataset)
+        organs.append(s.organ)
         names = names or tuple(s.class_names)
     if not images:
         raise DataError(str(paths[0]) if paths else str(source), "no crops")
     return {"images": np.stack(images), "type": np.asarray(types, np.int64), "image_id": ids, "source_id": sources,
-            "dataset": datasets, "class_names": names}
+            "dataset": datasets, "organ": organs, "class_names": names}
 
 
 def assign(model, images: np.ndarray, batch_size: int = 256, embedding: bool = False, progress: bool = False):
@@ -63,6 +64,24 @@ def assign(model, images: np.ndarray, batch_size: int = 256, embedding: bool = F
             embs.append(np.asarray(out["embedding"]))
     probs = np.concatenate(probs)
     return (probs, np.concatenate(embs)) if embedding else probs
+
+
+def d_features(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """D's features of uint8 crops [N, S, S, 3] (Hu et al. IV-C, Table I): the output of each of the critic's 4
+    residual blocks max-pooled to a 4 x 4 grid, flattened and concatenated -> float32 [N, 4 * 16 * d_filters]
+    (8192 at d_filters = 128), the ``embedding`` of zoo.models.gan. Only D's trunk runs (not Q), so this works for a
+    trained or a freshly built (random-init) GAN model at half the cost of ``assign(..., embedding=True)`` when Q has
+    its own trunk (Hu et al.)."""
+    s = int(model.config.image_size)
+    if images.ndim != 4 or images.shape[1:] != (s, s, 3):
+        raise DataError("crops", f"crops of shape {tuple(images.shape[1:])}; the model's D takes ({s}, {s}, 3)")
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = images[i:i + batch_size].astype(np.float32) / 127.5 - 1.0  # [0, 255] -> [-1, 1], as the model's call
+        out.append(np.asarray(model.embed_scaled(x, training=False), np.float32))
+    if not out:
+        return np.zeros((0, int(model.embedding_dim)), np.float32)
+    return np.concatenate(out)
 
 
 def contact_sheet(images: np.ndarray, clusters: np.ndarray, k: int, per_cluster: int = 16, seed: int = 0,
