@@ -155,7 +155,8 @@ def annotate_image(image, gt, proposal, segment: Callable, *, budget: int, per_n
     labelled; a proposal touched by a label is replaced by it. Then each remaining proposal that overlaps no
     ground-truth nucleus (a false positive) is deleted with one click while the budget lasts; the other remaining
     proposals (nuclei the budget did not reach) are kept as they are. stats: clicks, nuclei (ground truth), accepted,
-    corrected, deleted, kept (unreviewed proposals), skipped (nuclei left without a label)."""
+    corrected, unreached (nuclei after the budget ran out), empty (a mask that added no unlabelled pixel), deleted,
+    kept (unreviewed proposals)."""
     from zoo.interactive.simulate import iou, next_click
     from zoo.metrics.labels import overlap
 
@@ -165,7 +166,7 @@ def annotate_image(image, gt, proposal, segment: Callable, *, budget: int, per_n
     pair_iou = ov.iou
     labels = np.zeros(gt.shape, np.int32)
     used = set()
-    stats = dict(clicks=0, nuclei=ov.n_gt, accepted=0, corrected=0, deleted=0, kept=0, skipped=0)
+    stats = dict(clicks=0, nuclei=ov.n_gt, accepted=0, corrected=0, unreached=0, empty=0, deleted=0, kept=0)
     for gi, g in enumerate(ov.gt_ids.tolist()):
         obj = gt == g
         cand = [(pair_iou[k], int(ov.pred_ids[ov.pair_pred[k]])) for k in np.flatnonzero(ov.pair_gt == gi)]
@@ -190,8 +191,11 @@ def annotate_image(image, gt, proposal, segment: Callable, *, budget: int, per_n
                 if iou(obj, pred) >= accept_iou:
                     break
             stats["corrected"] += mask is not None
-        if mask is None or not (mask & (labels == 0)).any():
-            stats["skipped"] += 1
+        if mask is None:
+            stats["unreached"] += 1
+            continue
+        if not (mask & (labels == 0)).any():
+            stats["empty"] += 1
             continue
         labels[mask & (labels == 0)] = labels.max() + 1
     for p in np.unique(proposal[(labels > 0) & (proposal > 0)]).tolist():

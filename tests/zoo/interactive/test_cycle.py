@@ -65,7 +65,7 @@ def test_the_simulated_annotator_by_hand():
     np.testing.assert_array_equal(labels == 2, gt == 2)  # nucleus 2: the proposal accepted as it is (no click)
     assert not (labels[2:6, 30:36]).any()  # the false positive deleted with one click
     assert set(np.unique(labels)) == {0, 1, 2}  # the half proposal under label 1 is replaced by it
-    assert stats == dict(clicks=2, nuclei=2, accepted=1, corrected=1, deleted=1, kept=0, skipped=0)
+    assert stats == dict(clicks=2, nuclei=2, accepted=1, corrected=1, unreached=0, empty=0, deleted=1, kept=0)
     assert not np.array_equal(labels > 0, gt > 0)
 
 
@@ -79,7 +79,13 @@ def test_the_budget_caps_the_clicks():
     np.testing.assert_array_equal(labels == 3, prop == 4)
     labels, stats = annotate_image(np.zeros((40, 40, 3), np.uint8), gt, np.zeros_like(gt), FakeSegmenter(gt.shape),
                                    budget=0)
-    assert stats["clicks"] == 0 and stats["skipped"] == 2 and not labels.any()  # no budget, no proposals: no labels
+    assert stats["clicks"] == 0 and stats["unreached"] == 2 and not labels.any()  # no budget, no proposals: no labels
+    # an interactive model that returns nothing: nucleus 1 takes its 2 clicks and stays unlabelled (empty), the
+    # false positive is deleted (click 3), and the untouched half proposal of nucleus 1 is kept as it is
+    labels, stats = annotate_image(np.zeros((40, 40, 3), np.uint8), gt, prop, lambda c, p: np.zeros(gt.shape, bool),
+                                   budget=10, per_nucleus=2)
+    assert stats == dict(clicks=3, nuclei=2, accepted=1, corrected=1, unreached=0, empty=1, deleted=1, kept=1)
+    np.testing.assert_array_equal(labels, np.where(gt == 2, 1, np.where(prop == 5, 2, 0)))
 
 
 # --------------------------------------------------------------------------------------------- config
