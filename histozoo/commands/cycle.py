@@ -14,7 +14,7 @@ def _cmd_cycle(args) -> int:
     from zoo.interactive.cycle import TABLE_CSV, CycleConfig, run_cycles
 
     config = CycleConfig.load(args.config)
-    rows = run_cycles(config, args.out, cycles=args.cycles, progress=not args.quiet)
+    rows = run_cycles(config, args.out, cycles=args.cycles, progress=not args.quiet, verbose=0 if args.quiet else 2)
     print("cycle  images  clicks  dice    aji     pq      run")
     for r in rows:
         print(f"{r['cycle']:>5}  {r['images_annotated']:>6}  {r['clicks']:>6}  {r['dice']:.4f}  {r['aji']:.4f}  "

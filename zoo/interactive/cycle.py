@@ -306,7 +306,8 @@ def _experiment(config: CycleConfig, c: int, init: str):
 
 def run_cycles(config: CycleConfig, out: str, cycles: Optional[int] = None, progress: bool = True,
                verbose: int = 0) -> list:
-    """Run (or resume) cycles 1..``cycles`` (default all) into ``out``; returns the table's rows (module doc)."""
+    """Run (or resume) cycles 1..``cycles`` (default all) into ``out``; returns the table's rows (module doc).
+    ``progress``: tqdm bars over cycles, annotated images and evaluated images; ``verbose``: the training core's."""
     from zoo import interactive
     from zoo.data import records
     from zoo.evaluation import evaluate
