@@ -2,6 +2,8 @@
 
     HistoExampleGen (raw folder -> our records, Beam) -> StatisticsGen -> SchemaGen -> ExampleValidator
     -> Trainer (GenericExecutor, pipelines/trainer/module.py: run_fn -> zoo.training.train)
+       [with ``synth``: HistoSynthGen (``histozoo synth`` as a step) -> Trainer, which then trains on synthetic
+        records only; the statistics, schema and Evaluator stay on the real dataset]
     -> HistoEvaluator (zoo.evaluation on the eval split; blesses vs thresholds and the blessed baseline)
     -> Pusher (gated on the blessing; versioned serving directory) -> MlflowRegistrar (MLflow model registry)
 """
@@ -18,6 +20,11 @@ from pipelines.components.baseline import StableBaselineStrategy
 from pipelines.components.evaluator import HistoEvaluator
 from pipelines.components.example_gen import HistoExampleGen
 from pipelines.components.registry import MlflowRegistrar
+from pipelines.components.synth_gen import HistoSynthGen
+
+#: keys of ``create_pipeline(synth=...)``: HistoSynthGen's parameters (histozoo synth's --images, --n, --seed,
+#: --option KEY=VALUE, --refiner)
+SYNTH_KEYS = ("images", "n", "seed", "options", "refiner")
 
 
 def load_experiment(experiment):
@@ -40,7 +47,8 @@ def create_pipeline(experiment, data_root: str, dataset: str, pipeline_root: str
                     registered_model_name: Optional[str] = None, mlflow_tracking_uri: str = "",
                     promote_metric: str = "", promote_margin: float = 0.0,
                     module_file: Optional[str] = configs.MODULE_FILE, run_fn: Optional[str] = None,
-                    baseline: str = "stable", enable_cache: bool = True, verbose: int = 2) -> tfx.dsl.Pipeline:
+                    baseline: str = "stable", enable_cache: bool = True, verbose: int = 2,
+                    synth: Optional[dict] = None) -> tfx.dsl.Pipeline:
     """The histozoo pipeline for one experiment (any zoo model) on one raw dataset folder.
 
     experiment: ExperimentConfig, dict or YAML/JSON path (model, input, loss, epochs, fold/splits, postprocess,
@@ -52,7 +60,10 @@ def create_pipeline(experiment, data_root: str, dataset: str, pipeline_root: str
     (``configs.registered_model_name``: this argument, else the experiment's ``tracking.register_as``, else the
     pipeline name). module_file or run_fn: the Trainer's user
     code. baseline: ``stable`` (StableBaselineStrategy, cache-friendly) or ``latest`` (TFX's
-    LatestBlessedModelStrategy, what Kubeflow V2 compiles).
+    LatestBlessedModelStrategy, what Kubeflow V2 compiles). synth: ``{"images": DIR, "n": N, "seed", "options",
+    "refiner"}`` puts HistoSynthGen in front of the Trainer: it trains on N synthetic images made from the real
+    images in DIR (``histozoo synth``; its train/val split -> the Trainer's train/eval), never on the dataset's
+    labels; the Evaluator still scores the real dataset's eval split.
     """
     from zoo.errors import ConfigError
 
@@ -66,6 +77,18 @@ def create_pipeline(experiment, data_root: str, dataset: str, pipeline_root: str
 
         get_reader(dataset)(data_root, **(reader_options or {}))
     experiment_dict = cfg.to_dict()
+    synth_gen = None
+    if synth:
+        unknown = sorted(set(synth) - set(SYNTH_KEYS))
+        if unknown or not synth.get("images") or not synth.get("n"):
+            raise ConfigError(f"synth: needs images and n (keys {', '.join(SYNTH_KEYS)}), got {dict(synth)}")
+        if "://" not in str(synth["images"]):
+            from zoo.synthesis.dataset import list_images
+
+            list_images(synth["images"])  # a local folder: check it holds images now, not inside the step
+        synth_gen = HistoSynthGen(images=synth["images"], n=int(synth["n"]), seed=int(synth.get("seed") or 0),
+                                  options=synth.get("options"), refiner=synth.get("refiner") or "",
+                                  input_fingerprint=ingest.input_fingerprint(synth["images"]))
 
     example_gen = HistoExampleGen(dataset=dataset, data_root=data_root, split_spec=split,
                                   reader_options=reader_options, input_fingerprint=ingest.input_fingerprint(data_root))
@@ -74,9 +97,10 @@ def create_pipeline(experiment, data_root: str, dataset: str, pipeline_root: str
     example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
                                                         schema=schema_gen.outputs["schema"])
     custom_config = {"experiment": experiment_dict, "mlflow_tracking_uri": mlflow_tracking_uri, "verbose": verbose}
+    train_examples = (example_gen if synth_gen is None else synth_gen).outputs["examples"]
     trainer = tfx.components.Trainer(
         module_file=module_file if not run_fn else None, run_fn=run_fn or None,
-        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        examples=train_examples, schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=[ingest.TRAIN], num_steps=cfg.epochs * cfg.steps_per_epoch),
         eval_args=tfx.proto.EvalArgs(splits=[ingest.EVAL]),
         custom_config=custom_config)
@@ -110,8 +134,8 @@ def create_pipeline(experiment, data_root: str, dataset: str, pipeline_root: str
 
     return tfx.dsl.Pipeline(
         pipeline_name=name, pipeline_root=pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, trainer, resolver, evaluator,
-                    pusher, registrar],
+        components=[example_gen, *([] if synth_gen is None else [synth_gen]), statistics_gen, schema_gen,
+                    example_validator, trainer, resolver, evaluator, pusher, registrar],
         enable_cache=enable_cache,
         metadata_connection_config=(tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
                                     if metadata_path else None),

@@ -20,6 +20,10 @@ def _pipeline_kwargs(args) -> dict:
         kw["min_improvement"] = args.min_improvement
     if args.registered_model:
         kw["registered_model_name"] = args.registered_model
+    if args.synth_images:  # HistoSynthGen in front of the Trainer: train on synthetic images only (issue 22)
+        kw["synth"] = {"images": args.synth_images, "n": args.synth_n, "seed": args.synth_seed,
+                       "options": parse_key_values(args.synth_option, "--synth-option"),
+                       "refiner": args.synth_refiner or ""}
     return kw
 
 
@@ -80,6 +84,15 @@ def _common(q) -> None:
                    "or mlruns/ under the working directory)")
     q.add_argument("--promote-metric", default=None,
                    help="after registering, promote to champion if it beats it on this run metric (eval_aji)")
+    q.add_argument("--synth-images", default=None, metavar="DIR",
+                   help="train on synthetic images made from the real images in DIR (histozoo synth as a step "
+                        "before the Trainer); the Evaluator still scores the dataset's eval split")
+    q.add_argument("--synth-n", type=int, default=100, help="number of synthetic images (default 100)")
+    q.add_argument("--synth-seed", type=int, default=0)
+    q.add_argument("--synth-option", action="append", metavar="KEY=VALUE",
+                   help="a zoo.synthesis.SynthesisConfig option (repeatable), as histozoo synth --option")
+    q.add_argument("--synth-refiner", default=None, metavar="URI", help="a trained simgan_refiner (histozoo synth "
+                   "--refiner)")
     q.add_argument("--beam-arg", action="append", metavar="ARG",
                    help="Beam pipeline arg, e.g. --beam-arg=--runner=FlinkRunner (repeatable)")
 

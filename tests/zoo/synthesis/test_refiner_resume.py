@@ -12,8 +12,6 @@ import sys
 import numpy as np
 import pytest
 
-import keras
-
 core = importlib.import_module("zoo.training.train")  # the module (zoo.training.train the name is the function)
 
 _HARNESS = "histozoo_tests_model_harness"  # the name tests/zoo/models/conftest.py loads it under
