@@ -123,7 +123,7 @@ def pca_plot(proportions: dict, labels: dict, path: str, title: str) -> str:
         ax.scatter(xy[m, 0], xy[m, 1], label=f"{c} ({m.sum()})", s=25)
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=7)
     ax.legend(fontsize=7)
     buf = io.BytesIO()
     fig.tight_layout()
@@ -185,7 +185,7 @@ def main(argv=None) -> int:
 
         write_json(args.out, out, indent=1)
     if args.pca:
-        pca_plot(res["proportions"], labels, args.pca, f"cell proportions ({typing[:40]}), by {args.label}")
+        pca_plot(res["proportions"], labels, args.pca, f"cell proportions by {args.label}\n{typing}")
     return 0
 
 
