@@ -118,3 +118,45 @@ def test_monuseg_organ_classes_match_provenance(shared_data, script):
     crops = {"image_id": [f"{im}/n1" for im in organ], "organ": list(organ.values())}
     kept, dropped = script.image_labels(crops, "organ", min_images=4)
     assert len(kept) == 24 and dropped == {"Bladder": 2, "Colon": 2, "Stomach": 2}
+
+
+def test_the_script_end_to_end_with_a_gan_and_the_kmeans_baseline(script, tmp_path):
+    """scripts/image_level.py on 8 synthetic images of 2 organs (4 each, 6 point crops per image): with a tiny GAN's
+    Q (--gan) and with the raw-pixel k-means typing; JSON and PCA plot written, every image scored once per fold."""
+    import json
+    import os
+
+    import keras
+
+    from zoo import models
+    from zoo.data.build import DatasetWriter
+    from zoo.data.crops import CropConfig, write_crops
+    from zoo.data.sample import Sample
+
+    rng = np.random.default_rng(0)
+    src = str(tmp_path / "src")
+    with DatasetWriter(src) as w:
+        for i in range(8):
+            img = rng.integers(150, 256, (24, 24, 3), dtype=np.uint8)
+            pts = np.array([(6 + 6 * (k // 3), 6 + 6 * (k % 3)) for k in range(6)], np.float32)
+            w.add(Sample(image=img, image_id=f"img{i}", dataset="toy", source_id=f"p{i}", split="train",
+                         organ="Breast" if i % 2 else "Kidney", points_yx=pts))
+        w.commit("toy", "synthetic", {})
+    crops = str(tmp_path / "crops")
+    write_crops(src, crops, CropConfig(size=8), progress=False)
+    keras.utils.set_random_seed(0)
+    net = models.build("infowgan_gp", {"image_size": 8, "categories": 3, "noise_dim": 2, "g_filters": 2,
+                                       "d_filters": 2, "q_filters": 2})
+    net.build()
+    net.save(str(tmp_path / "gan.keras"))
+    for extra in (["--gan", str(tmp_path / "gan.keras")], ["--features", "raw", "--k", "2"]):
+        out, pca = str(tmp_path / "r.json"), str(tmp_path / "pca.png")
+        assert script.main(["--crops", crops, "--folds", "2", "--out", out, "--pca", pca] + extra) == 0
+        r = json.loads(pathlib.Path(out).read_text())
+        assert r["classes"] == {"Breast": 4, "Kidney": 4} and r["images"] == 8 and r["nuclei"] == 48
+        assert r["k"] == (3 if "--gan" in extra else 2) and len(r["proportions"]) == 8
+        assert all(abs(sum(p) - 1) < 1e-9 for p in r["proportions"].values())
+        for m in ("k-means", "L2-SVM"):
+            assert sorted(im for f in r[m]["folds"] for im in f["test_images"]) == [f"img{i}" for i in range(8)]
+            assert np.sum(r[m]["confusion"]) == 8 and 0 <= r[m]["f_score"] <= 1
+        assert os.path.getsize(pca) > 0
