@@ -31,6 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import add_load_argument, start_guard  # noqa: E402  (benchmarks/_common.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_MODELS = ("unet=pretrained:nuclei-unet-monuseg", "qu=configs/qu/no_transfer.yaml",
+                  "hovernet=configs/hovernet/monuseg.yaml", "hovernet-narrow=configs/hovernet/mixed.yaml")
 
 
 def ideal_maps(spec, instances):
@@ -124,7 +126,8 @@ def bench(name: str, ref: str, samples, ideal: bool | None) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", action="append", required=True, metavar="NAME=URI_OR_CONFIG")
+    ap.add_argument("--model", action="append", metavar="NAME=URI_OR_CONFIG",
+                    help="repeatable; default: " + " ".join(DEFAULT_MODELS))
     ap.add_argument("--data", default=os.path.join(REPO, "build", "monuseg"), help="built MoNuSeg records")
     ap.add_argument("--images", type=int, default=4, help="test images per model (the first is an untimed warm-up)")
     ap.add_argument("--ideal", choices=("auto", "on", "off"), default="auto",
@@ -142,7 +145,7 @@ def main(argv=None) -> int:
     print(f"{len(samples)} MoNuSeg test images {sorted({s.image.shape[:2] for s in samples})}, first untimed")
     ideal = {"auto": None, "on": True, "off": False}[args.ideal]
     rows = []
-    for item in args.model:
+    for item in args.model or DEFAULT_MODELS:
         name, sep, ref = item.partition("=")
         if not sep or not name or not ref:
             ap.error(f"--model {item!r}: expected NAME=URI_OR_CONFIG")
