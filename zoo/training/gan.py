@@ -25,6 +25,19 @@ from zoo.losses.gan import InfoWGANGPLoss, gradient_penalty, mutual_information_
 
 
 
+def _adam(model, optimizer, why: str):
+    """The game's generator-side optimizer: Adam 2e-4 by default, a name resolved by Keras; anything but Adam is a
+    one-line ConfigError (``why`` says whose rule it is)."""
+    if optimizer is None:
+        optimizer = keras.optimizers.Adam(2e-4)
+    elif isinstance(optimizer, str):
+        optimizer = keras.optimizers.get(optimizer)
+    if not isinstance(optimizer, keras.optimizers.Adam):
+        raise ConfigError(f"model {model.registry_name!r}: {why}; set optimizer: adam "
+                          f"(got {type(optimizer).__name__})")
+    return optimizer
+
+
 def compile_game(model, optimizer=None, loss=None, run_eagerly=False, jit_compile="auto", **_ignored) -> None:
     """Set up ``model`` (a zoo.models.gan.InfoGAN) for ``fit``: G's Adam = ``optimizer`` (default Adam 2e-4) with the
     config's betas; D's and Q's Adam from the config; ``loss`` an InfoWGANGPLoss (default lambda_gp 10, lambda_info
@@ -32,13 +45,7 @@ def compile_game(model, optimizer=None, loss=None, run_eagerly=False, jit_compil
     cfg = model.config
     if not model.built:  # the steps take each network's variables by name: they must exist before the first step
         model.build((None, cfg.image_size, cfg.image_size, 3))
-    if optimizer is None:
-        optimizer = keras.optimizers.Adam(2e-4)
-    elif isinstance(optimizer, str):
-        optimizer = keras.optimizers.get(optimizer)
-    if not isinstance(optimizer, keras.optimizers.Adam):
-        raise ConfigError(f"model {model.registry_name!r}: the GAN trains with Adam (Hu et al. IV-B); set "
-                          f"optimizer: adam (got {type(optimizer).__name__})")
+    optimizer = _adam(model, optimizer, "the GAN trains with Adam (Hu et al. IV-B)")
     optimizer.beta_1, optimizer.beta_2 = cfg.beta_1, cfg.beta_2
     if loss is None:
         loss = InfoWGANGPLoss()
@@ -128,13 +135,7 @@ def compile_refiner(model, optimizer=None, loss=None, run_eagerly=False, jit_com
     cfg = model.config
     if not model.built:
         model.build((None, None, None, 3))
-    if optimizer is None:
-        optimizer = keras.optimizers.Adam(2e-4)
-    elif isinstance(optimizer, str):
-        optimizer = keras.optimizers.get(optimizer)
-    if not isinstance(optimizer, keras.optimizers.Adam):
-        raise ConfigError(f"model {model.registry_name!r}: the refiner trains with Adam; set optimizer: adam "
-                          f"(got {type(optimizer).__name__})")
+    optimizer = _adam(model, optimizer, "the refiner trains with Adam")
     optimizer.beta_1 = cfg.beta_1
     if loss is None:
         loss = SimGANLoss()
