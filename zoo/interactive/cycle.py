@@ -267,24 +267,35 @@ def annotate_batch(config: CycleConfig, ids, auto, segmenter, records_dir: str, 
     from zoo.data.build import DatasetWriter, progress_bar
     from zoo.data.sample import Sample
     from zoo.inference import MPP_TOLERANCE, predict
+    from zoo.inference.core import resize
+    from zoo.postprocess.instances import relabel_sequential
 
     per_image = []
     with DatasetWriter(records_dir) as w:
         for s in progress_bar(_pool_samples(config, ids), "annotate", progress):
             if s.instances is None:
                 raise DataError(config.pool_data, f"{s.image_id}: no instance map to place simulated clicks on")
-            if s.mpp and segmenter.mpp and abs(s.mpp / segmenter.mpp - 1) > MPP_TOLERANCE:
-                raise ConfigError(f"{config.interactive_model}: works at {segmenter.mpp} um/px, {s.image_id} is at "
-                                  f"{s.mpp} um/px (resample the pool or use a matching interactive model)")
             image, gt = centre_crop(s.image, config.crop), centre_crop(s.instances, config.crop)
             image = np.ascontiguousarray(image)
             proposal = predict(auto.model, auto.spec, image, mpp=s.mpp).instances
+            # the interactive model works at its own µm/px: annotate there (the inference contract's 2 % rule), and
+            # bring the labels back to the image's own pixels
+            f = s.mpp / segmenter.mpp if s.mpp and segmenter.mpp else 1.0
+            size = image.shape[:2]
+            if abs(f - 1.0) > MPP_TOLERANCE:
+                at = (max(1, int(round(size[0] * f))), max(1, int(round(size[1] * f))))
+                image_s = np.clip(np.round(resize(image, at, 1)), 0, 255).astype(np.uint8)
+                gt_s, proposal_s = resize(gt, at, 0), resize(proposal, at, 0)
+            else:
+                image_s, gt_s, proposal_s = image, gt, proposal
 
-            def segment(clicks, prev, image=image):
+            def segment(clicks, prev, image=image_s):
                 return segmenter.segment(image, clicks, prev_mask=prev, fbrs=config.fbrs)
 
-            labels, stats = annotate_image(image, gt, proposal, segment, budget=config.clicks_per_image,
+            labels, stats = annotate_image(image_s, gt_s, proposal_s, segment, budget=config.clicks_per_image,
                                            per_nucleus=config.clicks_per_nucleus, accept_iou=config.accept_iou)
+            if labels.shape != size:
+                labels = relabel_sequential(resize(labels, size, 0).astype(np.int32))
             # a new Sample: the image's pixels and provenance, the model-made labels, nothing else of the record
             w.add(Sample(image=image, image_id=s.image_id, dataset="annotation_cycle", source_id=s.source_id,
                          split="train", instances=labels.astype(np.uint16), site=s.site, organ=s.organ, mpp=s.mpp))

@@ -260,3 +260,29 @@ def test_three_cycles_resume_after_a_failure_and_never_train_on_ground_truth(set
     assert main(cli) == 0 and json.load(open(os.path.join(out, "cycles.json"))) == rows and calls["evaluate"] == 2
     with pytest.raises(ConfigError, match="another cycle config"):
         cycle.run_cycles(CycleConfig(**{**config.__dict__, "clicks_per_image": 7}), out, progress=False)
+
+
+def test_annotation_runs_at_the_interactive_models_resolution(setup, tmp_path):
+    """A pool image 25 % off the interactive model's µm/px (beyond the inference contract's 2 %): the simulated
+    annotator works on the crop resampled to the model's resolution (80 px for 64), and the labels written are back
+    on the image's own 64 x 64 pixels, numbered 1..N."""
+    from zoo.training.tracking import load
+
+    config, pool = setup
+    s = pool[config.batches[0][0]]
+    seen = []
+
+    class Stand:  # a stand-in interactive model: a disk of radius 4 at the last positive click
+        mpp = s.mpp / 1.25
+
+        def segment(self, image, clicks, prev_mask=None, fbrs=False):
+            seen.append(image.shape[:2])
+            pos = [c[:2] for c in clicks if c[2]]
+            return _disk(image.shape[:2], *pos[-1], 4) if pos else np.zeros(image.shape[:2], bool)
+
+    out = cycle.annotate_batch(config, config.batches[0], load(config.initial_model), Stand(), str(tmp_path / "rec"))
+    written = next(records.read_samples(records.list_shards(str(tmp_path / "rec"), "train")))
+    assert seen and set(seen) == {(80, 80)}
+    assert written.instances.shape == (CROP, CROP) and written.image.shape == (CROP, CROP, 3)
+    ids = np.unique(written.instances[written.instances > 0])
+    assert out["clicks"] > 0 and np.array_equal(ids, np.arange(1, ids.size + 1))
