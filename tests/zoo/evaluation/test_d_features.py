@@ -67,36 +67,16 @@ def test_d_features_adaptive_bins_on_8px_crops():
         d_features(net, _crops(1, 16))
 
 
-def test_clustering_script_gan_rows(tmp_path):
+def test_clustering_script_gan_rows(tmp_path, toy_crops):
     """--gan RUN_OR_KERAS with --no-baselines: only the D-feature k-means rows (each --k), the GAN's Q row and the
     L2-SVM on D's features; a random-init model adds D-feature rows but no Q row."""
     import os
 
-    from zoo.data.build import DatasetWriter
-    from zoo.data.crops import CropConfig, write_crops
-    from zoo.data.sample import Sample
 
     spec = importlib.util.spec_from_file_location("histozoo_clustering_script_d", SCRIPT)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    rng = np.random.default_rng(0)
-    src = str(tmp_path / "src")
-    with DatasetWriter(src, ("a", "b")) as w:
-        for i in range(4):
-            img = np.full((48, 48, 3), 235, np.uint8)
-            pts, cls = [], []
-            for k in range(6):
-                y, x = 8 + (k // 3) * 24 + rng.integers(0, 4), 8 + (k % 3) * 14 + rng.integers(0, 4)
-                yy, xx = np.ogrid[:48, :48]
-                img[(yy - y) ** 2 + (xx - x) ** 2 <= 9] = (70, 30, 120) if k % 2 else (170, 90, 150)
-                pts.append((y, x))
-                cls.append(1 + k % 2)
-            w.add(Sample(image=img, image_id=f"img{i}", dataset="toy", source_id=f"s{i}",
-                         split="test" if i % 2 else "train", points_yx=np.array(pts, np.float32),
-                         point_classes=np.array(cls), class_names=("a", "b")))
-        w.commit("toy", "synthetic", {})
-    crops = str(tmp_path / "crops")
-    write_crops(src, crops, CropConfig(size=16), progress=False)
+    crops = toy_crops
     os.makedirs(tmp_path / "run/checkpoints")
     _tiny(16, d_filters=4, q_filters=4).save(str(tmp_path / "run/checkpoints/last.keras"))
     out = str(tmp_path / "t.json")

@@ -3,9 +3,7 @@ the papers' shapes, two steps of the one training core on ``histozoo synth --inc
 and SavedModel export (the shared harness's save_and_export), the loss terms by hand, and the L1 term keeping a
 tiny case's nuclear mask."""
 
-import importlib.util
 import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -14,18 +12,6 @@ import keras
 
 from zoo import models
 
-_HARNESS = "histozoo_tests_model_harness"  # the name tests/zoo/models/conftest.py loads it under
-
-
-@pytest.fixture(scope="module")
-def harness():
-    if _HARNESS not in sys.modules:
-        path = pathlib.Path(__file__).parents[1] / "models" / "harness.py"
-        spec = importlib.util.spec_from_file_location(_HARNESS, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[_HARNESS] = module
-        spec.loader.exec_module(module)
-    return sys.modules[_HARNESS]
 
 
 def _tiny(harness, **changes):

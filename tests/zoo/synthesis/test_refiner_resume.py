@@ -4,33 +4,20 @@ resumed with ``resume=True``, ends with the uninterrupted run's weights -- R's, 
 states -- and its per-epoch losses; once from the epoch-end checkpoint, once from a mid-epoch one
 (``checkpoint_every_s``). The pattern of tests/zoo/training/test_gan_training.py's InfoGAN resume test."""
 
-import importlib.util
+import importlib
 import json
 import pathlib
-import sys
 
 import numpy as np
 import pytest
 
 core = importlib.import_module("zoo.training.train")  # the module (zoo.training.train the name is the function)
 
-_HARNESS = "histozoo_tests_model_harness"  # the name tests/zoo/models/conftest.py loads it under
 EPOCHS, STEPS = 2, 2
 
 
 class Interrupted(Exception):
     pass
-
-
-@pytest.fixture(scope="module")
-def harness():
-    if _HARNESS not in sys.modules:
-        path = pathlib.Path(__file__).parents[1] / "models" / "harness.py"
-        spec = importlib.util.spec_from_file_location(_HARNESS, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[_HARNESS] = module
-        spec.loader.exec_module(module)
-    return sys.modules[_HARNESS]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -56,32 +56,12 @@ def test_kmeans_and_svm_on_separable_data_score_perfectly(script):
     assert (r["precision"], r["recall"], r["f_score"], r["n_train"], r["n_test"]) == (1.0, 1.0, 1.0, 20, 20)
 
 
-def test_the_script_writes_every_table(script, tmp_path):
+def test_the_script_writes_every_table(script, tmp_path, toy_crops):
     import keras
 
     from zoo import models
-    from zoo.data.build import DatasetWriter
-    from zoo.data.crops import CropConfig, write_crops
-    from zoo.data.sample import Sample
 
-    rng = np.random.default_rng(0)
-    src = str(tmp_path / "src")
-    with DatasetWriter(src, ("a", "b")) as w:
-        for i in range(4):
-            img = np.full((48, 48, 3), 235, np.uint8)
-            pts, cls = [], []
-            for k in range(6):
-                y, x = 8 + (k // 3) * 24 + rng.integers(0, 4), 8 + (k % 3) * 14 + rng.integers(0, 4)
-                yy, xx = np.ogrid[:48, :48]
-                img[(yy - y) ** 2 + (xx - x) ** 2 <= 9] = (70, 30, 120) if k % 2 else (170, 90, 150)
-                pts.append((y, x))
-                cls.append(1 + k % 2)
-            w.add(Sample(image=img, image_id=f"img{i}", dataset="toy", source_id=f"s{i}",
-                         split="test" if i % 2 else "train", points_yx=np.array(pts, np.float32),
-                         point_classes=np.array(cls), class_names=("a", "b")))
-        w.commit("toy", "synthetic", {})
-    crops = str(tmp_path / "crops")
-    write_crops(src, crops, CropConfig(size=16), progress=False)
+    crops = toy_crops
     keras.utils.set_random_seed(0)
     net = models.build("infowgan_gp", {"image_size": 16, "categories": 2, "noise_dim": 4, "g_filters": 4,
                                        "d_filters": 4, "q_filters": 4})
