@@ -247,23 +247,39 @@ def _model_uri(run_dir: str) -> str:
     return best if os.path.isfile(best) else run_dir
 
 
-def _pool_samples(config: CycleConfig, ids) -> list:
+def pool_samples(pool_data: str, pool_split: str, ids) -> list:
+    """The Samples ``ids`` of split ``pool_split`` of the built records folder ``pool_data``, in that order; a
+    one-line DataError names the first id missing."""
     from zoo.data import records
     from zoo.data.build import select
 
-    paths, keep = select(config.pool_data, config.pool_split)
+    paths, keep = select(pool_data, pool_split)
     want = set(ids)
     found = {s.image_id: s for s in records.read_samples(paths)
              if s.image_id in want and (keep is None or s.image_id in keep)}
     missing = [i for i in ids if i not in found]
     if missing:
-        raise DataError(config.pool_data, f"image id {missing[0]!r} (batches) is not in split {config.pool_split!r}")
+        raise DataError(pool_data, f"image id {missing[0]!r} (batches) is not in split {pool_split!r}")
     return [found[i] for i in ids]
 
 
 def annotate_batch(config: CycleConfig, ids, auto, segmenter, records_dir: str, progress: bool = False) -> dict:
     """Annotate the images ``ids`` (proposals of ``auto``, a zoo.inference.LoadedModel; corrections of
-    ``segmenter``) and write them into ``records_dir`` (split ``train``) -> per-image stats and totals."""
+    ``segmenter``) and write them into ``records_dir`` (split ``train``) -> per-image stats and totals
+    (:func:`annotate_pool` with the config's pool and annotation settings)."""
+    return annotate_pool(config.pool_data, config.pool_split, ids, auto, segmenter, records_dir, crop=config.crop,
+                         clicks_per_image=config.clicks_per_image, clicks_per_nucleus=config.clicks_per_nucleus,
+                         accept_iou=config.accept_iou, fbrs=config.fbrs, progress=progress)
+
+
+def annotate_pool(pool_data: str, pool_split: str, ids, auto, segmenter, records_dir: str, *, crop: int,
+                  clicks_per_image: int, clicks_per_nucleus: int = 3, accept_iou: float = 0.85, fbrs: bool = False,
+                  progress: bool = False) -> dict:
+    """One cycle's annotation (steps 1-3 of the module doc; ``histozoo cycle`` and the TFX step HistoAnnotate):
+    the centre ``crop`` of each image ``ids`` of the pool (:func:`pool_samples`), the proposals of ``auto`` (a
+    zoo.inference.LoadedModel) corrected by :func:`annotate_image` with ``segmenter`` (zoo.interactive) at its own
+    µm/px, written as records of the one schema into ``records_dir`` (split ``train``) -> ``{"images": per-image
+    stats, "clicks": total}``."""
     from zoo.data.build import DatasetWriter, progress_bar
     from zoo.data.sample import Sample
     from zoo.inference import MPP_TOLERANCE, predict
@@ -272,10 +288,10 @@ def annotate_batch(config: CycleConfig, ids, auto, segmenter, records_dir: str, 
 
     per_image = []
     with DatasetWriter(records_dir) as w:
-        for s in progress_bar(_pool_samples(config, ids), "annotate", progress):
+        for s in progress_bar(pool_samples(pool_data, pool_split, ids), "annotate", progress):
             if s.instances is None:
-                raise DataError(config.pool_data, f"{s.image_id}: no instance map to place simulated clicks on")
-            image, gt = centre_crop(s.image, config.crop), centre_crop(s.instances, config.crop)
+                raise DataError(pool_data, f"{s.image_id}: no instance map to place simulated clicks on")
+            image, gt = centre_crop(s.image, crop), centre_crop(s.instances, crop)
             image = np.ascontiguousarray(image)
             proposal = predict(auto.model, auto.spec, image, mpp=s.mpp).instances
             # the interactive model works at its own µm/px: annotate there (the inference contract's 2 % rule), and
@@ -290,26 +306,35 @@ def annotate_batch(config: CycleConfig, ids, auto, segmenter, records_dir: str, 
                 image_s, gt_s, proposal_s = image, gt, proposal
 
             def segment(clicks, prev, image=image_s):
-                return segmenter.segment(image, clicks, prev_mask=prev, fbrs=config.fbrs)
+                return segmenter.segment(image, clicks, prev_mask=prev, fbrs=fbrs)
 
-            labels, stats = annotate_image(image_s, gt_s, proposal_s, segment, budget=config.clicks_per_image,
-                                           per_nucleus=config.clicks_per_nucleus, accept_iou=config.accept_iou)
+            labels, stats = annotate_image(image_s, gt_s, proposal_s, segment, budget=clicks_per_image,
+                                           per_nucleus=clicks_per_nucleus, accept_iou=accept_iou)
             if labels.shape != size:
                 labels = relabel_sequential(resize(labels, size, 0).astype(np.int32))
             # a new Sample: the image's pixels and provenance, the model-made labels, nothing else of the record
             w.add(Sample(image=image, image_id=s.image_id, dataset="annotation_cycle", source_id=s.source_id,
                          split="train", instances=labels.astype(np.uint16), site=s.site, organ=s.organ, mpp=s.mpp))
             per_image.append({"image_id": s.image_id, **stats, "instances": int(labels.max())})
-        w.commit(dataset="annotation_cycle", root=os.path.abspath(config.pool_data),
-                 options={"crop": config.crop, "clicks_per_image": config.clicks_per_image})
+        w.commit(dataset="annotation_cycle", root=os.path.abspath(pool_data),
+                 options={"crop": crop, "clicks_per_image": clicks_per_image})
     return {"images": per_image, "clicks": sum(r["clicks"] for r in per_image)}
 
 
-def _experiment(config: CycleConfig, c: int, init: str):
+def base_experiment(config: CycleConfig):
+    """The automatic model's experiment config as ``train_config`` gives it (cycle 1's recipe)."""
     from zoo.training import ExperimentConfig
 
-    base = (ExperimentConfig.load(config.train_config) if isinstance(config.train_config, str)
+    return (ExperimentConfig.load(config.train_config) if isinstance(config.train_config, str)
             else ExperimentConfig.from_dict(config.train_config))
+
+
+def cycle_experiment(config: CycleConfig, c: int, init: str):
+    """Cycle ``c``'s retraining: ``train_config`` + ``train_overrides``, named ``<name>-cycle<c>``, starting from the
+    weights ``init``, on the synthetic records (``synthetic_data`` / ``synthetic_split``, no fold)."""
+    from zoo.training import ExperimentConfig
+
+    base = base_experiment(config)
     d = {**base.to_dict(), **config.train_overrides, "name": f"{base.name}-cycle{c}", "init_weights": init,
          "data_dir": config.synthetic_data, "train_split": config.synthetic_split, "fold": None}
     return ExperimentConfig.from_dict(d)
@@ -361,7 +386,7 @@ def run_cycles(config: CycleConfig, out: str, cycles: Optional[int] = None, prog
             for k in range(2, c + 1):
                 shards += records.list_shards(os.path.join(_cycle_dir(out, k), "records"), "train")
             run_dir = os.path.join(cdir, "run")
-            train(_experiment(config, c, prev), train_records=shards, output_dir=run_dir, resume=True,
+            train(cycle_experiment(config, c, prev), train_records=shards, output_dir=run_dir, resume=True,
                   verbose=verbose)
             model = load(_model_uri(run_dir))
         ev = evaluate(model.model, config.eval_data, split=config.eval_split, spec=model.spec, hausdorff=False,
