@@ -1,4 +1,5 @@
-"""``histozoo pipeline run | compile``: the TFX pipeline. ``pipelines`` (the only package that imports tfx) is
+"""``histozoo pipeline run | compile | cycle``: the TFX pipeline (``cycle``: the annotation cycle's pipeline).
+``pipelines`` (the only package that imports tfx) is
 imported inside the commands, so every other command runs where tfx is not installed."""
 
 from __future__ import annotations
@@ -44,6 +45,35 @@ def _cmd_run(args) -> int:
             print(line, file=sys.stderr)
         raise
     print(format_outcome(result, verbose=verbose))
+    return 0
+
+
+def _cmd_cycle(args) -> int:
+    """The annotation cycle as a TFX pipeline (pipelines/cycle_pipeline.py); ends with the per-cycle table."""
+    from pipelines import configs, require_tfx
+
+    require_tfx()
+    from pipelines.cycle_pipeline import run_cycle_local
+    from pipelines.local_runner import format_failure
+
+    verbose = bool(getattr(args, "verbose", False))
+    try:
+        result = run_cycle_local(args.config, args.name, home=args.home, cycles=args.cycles, quiet=not verbose,
+                                 eval_max_images=args.eval_max_images,
+                                 mlflow_tracking_uri=args.mlflow_tracking_uri or "")
+    except BaseException:
+        line = format_failure(args.name, configs.local_paths(args.name, args.home).metadata_path)
+        if line:
+            print(line, file=sys.stderr)
+        raise
+    states = [s["state"] for s in result["steps"]]
+    print(f"pipeline {result['pipeline_name']}: {len(states)} steps ({states.count('COMPLETE')} ran, "
+          f"{states.count('CACHED')} cached) in {result['wall_s']} s")
+    print("cycle  images  clicks  dice    aji     pq      model")
+    for r in result["rows"]:
+        print(f"{r['cycle']:>5}  {r['images_annotated']:>6}  {r['clicks']:>6}  {r['dice']:.4f}  {r['aji']:.4f}  "
+              f"{r['pq']:.4f}  {configs.host_path(r['run_dir'])}")
+    print(f"artifacts: {configs.host_path(result['paths'].pipeline_root)}")
     return 0
 
 
@@ -124,3 +154,18 @@ def add(sub) -> None:
                    "--pipeline-root (gs://YOUR_BUCKET placeholder) and a local MLflow store (default: refused, "
                    "since the cluster's pods cannot read this machine's disk)")
     c.set_defaults(func=_cmd_compile)
+    y = psub.add_parser("cycle", help="the annotation cycle (histozoo cycle) as a TFX pipeline: train on synthetic "
+                        "records, then per cycle annotate -> retrain (warm start) -> evaluate",
+                        description="Bhatia's annotation cycle as one TFX pipeline (docs/tfx.md): the cycle config "
+                        "of `histozoo cycle`; cycle 1 trained by the pipeline on the synthetic records; ends with "
+                        "the per-cycle table (Dice, AJI, PQ, clicks).")
+    y.add_argument("name", help="pipeline name: its artifacts and MLMD context")
+    y.add_argument("--config", required=True, help="cycle config, YAML or JSON (zoo.interactive.cycle.CycleConfig, "
+                   "e.g. configs/cycle/monuseg.yaml)")
+    y.add_argument("--cycles", type=int, default=None, help="cycles 1..N only (default: all the config has)")
+    y.add_argument("--home", default=None, help="local root for artifacts and MLMD (default $HISTOZOO_PIPELINE_HOME "
+                   "or ./tfx_root)")
+    y.add_argument("--eval-max-images", type=int, default=0, help="score only the first N eval images (0 = all)")
+    y.add_argument("--mlflow-tracking-uri", default=None, help="MLflow store of the Trainers' runs (default "
+                   "$MLFLOW_TRACKING_URI or mlruns/ under the working directory)")
+    y.set_defaults(func=_cmd_cycle)

@@ -6,8 +6,10 @@ function ``histozoo train`` runs -- on the ExampleGen's train/eval records, then
                       id, metrics, config); the SavedModel carries the same spec
 
 ``fn_args.custom_config``: ``experiment`` (ExperimentConfig dict, required), ``mlflow_tracking_uri`` (optional),
-``verbose`` (keras fit verbosity). The pipeline registers the model only after the Evaluator blessed it and the
-Pusher pushed it, so the run's own ``register_as`` is switched off here.
+``verbose`` (keras fit verbosity). With the Trainer's ``base_model`` input (a Model artifact this module wrote, e.g.
+the previous annotation cycle's), training starts from its weights: its Format-Keras/model.keras becomes the
+experiment's ``init_weights`` (:func:`base_model_weights`). The pipeline registers the model only after the
+Evaluator blessed it and the Pusher pushed it, so the run's own ``register_as`` is switched off here.
 
 TFX packages this file as a user-module wheel, so it imports only installed packages (zoo, serving, pipelines).
 """
@@ -56,6 +58,19 @@ def export_serving(model, serving_model_dir: str, metadata: dict | None = None, 
     return serving_model_dir
 
 
+def base_model_weights(base_model: str) -> str:
+    """The model.keras of the Model artifact behind ``fn_args.base_model`` (TFX hands the artifact's serving
+    folder, ``<uri>/Format-Serving``; the Keras model this module saved sits beside it in ``<uri>/Format-Keras``)."""
+    from zoo.errors import DataError
+
+    uri = os.path.dirname(os.path.normpath(base_model))
+    path = os.path.join(uri, KERAS_DIR, KERAS_FILE)
+    if not os.path.isfile(path):
+        raise DataError(path, "the Trainer's base_model has no Keras model here (was it written by "
+                              "pipelines/trainer/module.py?)")
+    return path
+
+
 def run_fn(fn_args) -> None:
     """TFX GenericExecutor entry point (``tfx.components.Trainer(module_file=...)``)."""
     from zoo.errors import ConfigError
@@ -69,6 +84,8 @@ def run_fn(fn_args) -> None:
     cfg = ExperimentConfig.from_dict(custom["experiment"])
     # the ExampleGen already applied the fold / split: train on its records as they are
     cfg = cfg.replace(data_dir="", fold=None, tracking={**cfg.tracking, "register_as": ""})
+    if getattr(fn_args, "base_model", None):  # warm start from the base_model input (e.g. the previous cycle's)
+        cfg = cfg.replace(init_weights=base_model_weights(fn_args.base_model))
     train_records, eval_records = _expand(fn_args.train_files), _expand(fn_args.eval_files)
     if not train_records:
         raise ConfigError(f"no training records match {fn_args.train_files}")
