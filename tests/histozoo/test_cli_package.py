@@ -62,7 +62,7 @@ def test_every_group_is_a_module_with_add_and_registered():
     assert list(_subcommands(parser)) == list(groups)
     assert set(_subcommands(_subcommands(parser)["data"])) == {"build", "info", "list", "crops"}
     assert set(_subcommands(_subcommands(parser)["registry"])) == {"list", "promote"}
-    assert set(_subcommands(_subcommands(parser)["pipeline"])) == {"run", "compile"}
+    assert set(_subcommands(_subcommands(parser)["pipeline"])) == {"run", "compile", "cycle"}
     # the public names tests, scripts and setup.py's console script use
     from histozoo.cli import main as m, parse_key_values
 
