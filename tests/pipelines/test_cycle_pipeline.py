@@ -1,6 +1,6 @@
 """The annotation cycle as a TFX pipeline (pipelines/cycle_pipeline.py; Bhatia ch. 4, issue 23), two cycles on tiny
 shapes in the TFX environment: 3 hand-made "synthetic" tiles -> Trainer_c1 (2 steps) -> HistoAnnotate_c2 (the centre
-64 px of a 96 px crop of one real MoNuSeg training image, zoo.interactive.tiny() under simulated clicks) ->
+96 px of a 128 px crop of one real MoNuSeg training image, zoo.interactive.tiny() under simulated clicks) ->
 Trainer_c2 (warm start from Trainer_c1, 2 steps) -> HistoEvaluator_c1/_c2 on a crop of a real MoNuSeg test image.
 Run inside the environment:
 ``scripts/tfx_env.sh run python -m pytest -q -m tfx tests/pipelines/test_cycle_pipeline.py``.
@@ -15,7 +15,7 @@ import os
 import numpy as np
 import pytest
 
-SIDE, CROP = 96, 64
+SIDE, CROP = 128, 96
 LR = 1e-4  # the tiny experiment's learning rate (Adam): two steps move a weight by at most about 2 x LR
 
 
@@ -37,7 +37,7 @@ def _write(out, samples):
 def _real_crop(s, split):
     from zoo.data.sample import Sample
 
-    y0 = x0 = 300  # an inner 96 px window of the 1000 px tile (nuclei in it)
+    y0 = x0 = 300  # an inner 128 px window of the 1000 px tile (nuclei in it)
     return Sample(image=np.ascontiguousarray(s.image[y0:y0 + SIDE, x0:x0 + SIDE]), image_id=s.image_id,
                   dataset=s.dataset, source_id=s.source_id, split=split,
                   instances=s.instances[y0:y0 + SIDE, x0:x0 + SIDE].astype(np.uint16), mpp=s.mpp)
@@ -75,13 +75,12 @@ def cycle_setup(shared_data, tiny_experiment, tmp_path_factory):
                          interactive_model=str(root / "tiny_interactive.keras"),
                          train_config=exp, synthetic_data=str(root / "synth"), pool_data=str(root / "pool"),
                          eval_data=str(root / "eval"), batches=[[pool.image_id]], crop=CROP, clicks_per_image=6,
-                         clicks_per_nucleus=2)
+                         clicks_per_nucleus=2, train_overrides={"seed": 1})
     return config, pool, root
 
 
 @pytest.fixture(scope="module")
 def cycle_run(cycle_setup):
-    from pipelines import configs
     from pipelines.cycle_pipeline import run_cycle_local
 
     config, _, root = cycle_setup
@@ -89,7 +88,8 @@ def cycle_run(cycle_setup):
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        out = run_cycle_local(config, "cycle-test", home=str(home), quiet=True, run_fn=configs.RUN_FN,
+        # the Trainer's user module as the CLI gives it (module_file), so the CLI's rerun below is served from the cache
+        out = run_cycle_local(config, "cycle-test", home=str(home), quiet=True,
                               mlflow_tracking_uri=f"sqlite:///{home}/mlflow.db", eval_max_images=1)
     finally:
         os.chdir(cwd)
@@ -147,12 +147,13 @@ def test_two_cycles_annotate_then_retrain_from_the_previous_model(cycle_setup, c
                                    accept_iou=config.accept_iou)
     assert annotated.image.shape == (CROP, CROP, 3) and (annotated.image == image).all()
     np.testing.assert_array_equal(annotated.instances, labels)
+    assert labels.max() > 0  # the interactive model's masks, not an empty map
     assert stats["clicks"] == log["clicks"] and len(np.unique(gt)) > 1
     assert not np.array_equal(annotated.instances > 0, gt > 0)
 
     # Trainer_c2 trained on HistoAnnotate_c2's records, starting from Trainer_c1's weights (the base_model input ->
-    # init_weights): two Adam steps from them move no weight by more than ~2 x LR, where a fresh start differs by
-    # the random initialisation
+    # init_weights): two Adam steps from them move no weight by more than ~2 x LR, where a fresh start (seed 1, the
+    # override, not cycle 1's seed 0) differs by its random initialisation
     import keras
 
     import zoo.models  # noqa: F401
@@ -180,6 +181,7 @@ def test_the_table_and_the_evaluators(cycle_run, cycle_setup):
     ann = outputs[("HistoAnnotate_c2", "examples")]
     assert rows[1]["clicks"] == rows[1]["clicks_total"] == ann.custom_properties["clicks"].int_value > 0
     assert rows[0]["clicks"] == 0 and rows[1]["run_dir"] == outputs[("Trainer_c2", "model")].uri
+    assert rows[1]["clicks_per_image"] == config.clicks_per_image
     eval_files = os.path.join(outputs[("EvalRecords", "examples")].uri, "Split-eval")
     for c in (1, 2):
         ev = json.load(open(os.path.join(outputs[(f"HistoEvaluator_c{c}", "evaluation")].uri, "metrics.json")))
@@ -210,3 +212,28 @@ def test_the_cli_command_parses():
     args = build_parser().parse_args(["pipeline", "cycle", "mon", "--config", "configs/cycle/monuseg.yaml",
                                       "--cycles", "3", "--eval-max-images", "2"])
     assert args.func is _cmd_cycle and (args.name, args.cycles, args.eval_max_images) == ("mon", 3, 2)
+
+
+@pytest.mark.tfx
+def test_the_cli_reruns_it_from_the_cache(cycle_run, cycle_setup, capsys):
+    """``histozoo pipeline cycle`` with the same config and home: every step CACHED, the same table printed."""
+    from histozoo.cli import main
+
+    config, _, root = cycle_setup
+    out, home = cycle_run
+    path = root / "cycle.json"
+    path.write_text(json.dumps(config.to_dict()))
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        assert main(["pipeline", "cycle", "cycle-test", "--config", str(path), "--home", str(home),
+                     "--eval-max-images", "1", "--mlflow-tracking-uri", f"sqlite:///{home}/mlflow.db"]) == 0
+    finally:
+        os.chdir(cwd)
+    printed = capsys.readouterr().out.splitlines()
+    head = [i for i, line in enumerate(printed) if line.startswith("pipeline cycle-test:")]
+    assert head and printed[head[-1]].startswith("pipeline cycle-test: 7 steps (0 ran, 7 cached)"), printed
+    table = printed[head[-1] + 2:head[-1] + 4]
+    for line, r in zip(table, out["rows"]):
+        assert line.split()[:6] == [str(r["cycle"]), str(r["images_annotated"]), str(r["clicks"]),
+                                    f"{r['dice']:.4f}", f"{r['aji']:.4f}", f"{r['pq']:.4f}"]
