@@ -2,8 +2,8 @@
 sections 3.2.3 and 4.1; ``histozoo cycle`` steps 1-3, zoo/interactive/cycle.py).
 
 Inputs: ``model``, the current automatic model (a Trainer's Model artifact: Format-Keras/model.keras + spec.json,
-loaded as HistoEvaluator loads it), and ``train_examples``, the training Examples so far (the synthetic records at cycle
-2, the previous HistoAnnotate's output after). The step runs the CLI's function, ``zoo.interactive.cycle.
+loaded as HistoEvaluator loads it), and ``train_examples``, the training Examples so far (the synthetic records at
+cycle 2, the previous HistoAnnotate's output after). The step runs the CLI's function, ``zoo.interactive.cycle.
 annotate_pool``: the centre ``crop`` of each pool image ``image_ids`` (split ``pool_split`` of the built records
 folder ``pool_data``), the automatic model's proposals corrected by the interactive model ``interactive_model``
 under simulated clicks (``clicks_per_image``, ``clicks_per_nucleus``, ``accept_iou``, ``fbrs``); the pool's ground
@@ -12,9 +12,9 @@ truth only places the clicks, every label written is a model's mask.
 Output: an ``Examples`` artifact: ``Split-train/`` = COPIES of the input's train files + this cycle's annotated
 crops (records of the one schema, ``cycleNN-train-*.tfrecord.gz``), ``Split-eval/`` = copies of the input's eval
 files (an artifact owns its files, and the Trainer reads a split as every file in its folder); ``annotation.json``
-(per-image stats: clicks, nuclei, accepted, corrected, ...) and ``annotated/summary.json`` (the crops' counts) at its
-root. Custom properties: ``clicks`` (spent on this cycle's images), ``images_annotated`` (this cycle's), ``cycle``,
-``clicks_per_image`` (the budget), ``image_ids`` (JSON).
+(per-image stats: clicks, nuclei, accepted, corrected, ...) and ``annotated/`` (this cycle's crops alone, a records
+folder with its summary.json) at its root. Custom properties: ``clicks`` (spent on this cycle's images),
+``images_annotated`` (this cycle's), ``cycle``, ``clicks_per_image`` (the budget), ``image_ids`` (JSON).
 
 Caching: the cache key holds the input artifacts and the parameters; ``input_fingerprint`` (of the pool folder and
 the interactive model file) makes a changed pool or interactive model a cache miss.
@@ -25,7 +25,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import shutil
 from typing import Any, Sequence
 
 from tfx import types
@@ -69,10 +68,8 @@ class HistoAnnotateSpec(ComponentSpec):
 class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict: dict[str, list[types.Artifact]], output_dict: dict[str, list[types.Artifact]],
            exec_properties: dict[str, Any]) -> None:
-        from tfx.components.util import examples_utils
-        from tfx.proto import example_gen_pb2
-
         from pipelines.components.evaluator import keras_model_path
+        from pipelines.components.records_gen import fill_examples
         from zoo import atomic, interactive
         from zoo.errors import DataError
         from zoo.interactive.cycle import annotate_pool
@@ -96,21 +93,12 @@ class Executor(base_executor.BaseExecutor):
                             accept_iou=float(exec_properties["accept_iou"]), fbrs=bool(exec_properties["fbrs"]))
         atomic.write_json(os.path.join(examples.uri, LOG_FILE), {"cycle": cycle, **log})
 
-        examples.split_names = artifact_utils.encode_split_names(list(ingest.OUTPUT_SPLITS))
-        for split in ingest.OUTPUT_SPLITS:
-            src = artifact_utils.get_split_uri([given], split)
-            dest = artifact_utils.get_split_uri([examples], split)
-            os.makedirs(dest, exist_ok=True)
-            for f in sorted(glob.glob(os.path.join(src, "*"))):
-                shutil.copy2(f, os.path.join(dest, os.path.basename(f)))
-            if split == ingest.TRAIN:
-                for f in sorted(glob.glob(os.path.join(records_dir, "train-*.tfrecord.gz"))):
-                    name = annotated_name(cycle, f)
-                    if os.path.exists(os.path.join(dest, name)):
-                        raise DataError(given.uri, f"Split-train already holds {name} (cycle {cycle} twice?)")
-                    shutil.move(f, os.path.join(dest, name))
-        examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
-        examples_utils.set_file_format(examples, "tfrecords_gzip")
+        # the input's files (train and eval) + this cycle's crops under their own names, all copies
+        files = {split: sorted(glob.glob(os.path.join(artifact_utils.get_split_uri([given], split), "*")))
+                 for split in ingest.OUTPUT_SPLITS}
+        files[ingest.TRAIN] += [(f, annotated_name(cycle, f))
+                                for f in sorted(glob.glob(os.path.join(records_dir, "train-*.tfrecord.gz")))]
+        fill_examples(examples, files)
         examples.set_int_custom_property("cycle", cycle)
         examples.set_int_custom_property("clicks", int(log["clicks"]))
         examples.set_int_custom_property("images_annotated", len(log["images"]))

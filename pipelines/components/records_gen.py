@@ -49,27 +49,38 @@ class HistoRecordsGenSpec(ComponentSpec):
     OUTPUTS = {EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
 
 
+def fill_examples(examples, files: dict) -> None:
+    """Lay out the Examples artifact ``examples`` for records of our schema: ``Split-<split>/`` for every split of
+    ``OUTPUT_SPLITS`` holding COPIES of ``files[split]`` (paths, or ``(path, name)`` pairs; none when absent), payload
+    tf.Example, GZIP TFRecords. A name given twice in one split raises (one file would hide the other)."""
+    from tfx.components.util import examples_utils
+    from tfx.proto import example_gen_pb2
+
+    from zoo.errors import DataError
+
+    examples.split_names = artifact_utils.encode_split_names(list(ingest.OUTPUT_SPLITS))
+    for split in ingest.OUTPUT_SPLITS:
+        dest = artifact_utils.get_split_uri([examples], split)
+        os.makedirs(dest, exist_ok=True)
+        for f in files.get(split, []):
+            src, name = f if isinstance(f, tuple) else (f, os.path.basename(f))
+            if os.path.exists(os.path.join(dest, name)):
+                raise DataError(src, f"Split-{split} of {examples.uri} already holds a file named {name}")
+            shutil.copy2(src, os.path.join(dest, name))
+    examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
+    examples_utils.set_file_format(examples, "tfrecords_gzip")
+
+
 class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict: dict[str, list[types.Artifact]], output_dict: dict[str, list[types.Artifact]],
            exec_properties: dict[str, Any]) -> None:
-        from tfx.components.util import examples_utils
-        from tfx.proto import example_gen_pb2
-
         self._log_startup(input_dict, output_dict, exec_properties)
         examples = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])
         records_dir = exec_properties["records"]
-        shards = split_shards(records_dir, json.loads(exec_properties["splits"]))
-        examples.split_names = artifact_utils.encode_split_names(list(ingest.OUTPUT_SPLITS))
-        for split in ingest.OUTPUT_SPLITS:
-            dest = artifact_utils.get_split_uri([examples], split)
-            os.makedirs(dest, exist_ok=True)
-            for p in shards.get(split, []):
-                shutil.copy2(p, os.path.join(dest, os.path.basename(p)))
+        fill_examples(examples, split_shards(records_dir, json.loads(exec_properties["splits"])))
         summary = os.path.join(records_dir, "summary.json")
         if os.path.isfile(summary):
             shutil.copy2(summary, os.path.join(examples.uri, "summary.json"))
-        examples_utils.set_payload_format(examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
-        examples_utils.set_file_format(examples, "tfrecords_gzip")
         examples.set_string_custom_property("data_root", records_dir)
         examples.set_string_custom_property("splits", exec_properties["splits"])
 
