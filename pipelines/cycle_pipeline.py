@@ -20,11 +20,8 @@ of the earlier cycles' records (HistoAnnotate's module doc).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import sys
-import time
 from typing import Optional, Sequence, TextIO
 
 from pipelines import configs, ingest
@@ -135,23 +132,15 @@ def run_cycle_local(config, name: str, home: Optional[str] = None, cycles: Optio
     """Create and run the cycle pipeline with LocalDagRunner (as ``local_runner.run_local``: the same layout under
     ``home``, the same quiet mode) -> ``{"pipeline_name", "paths", "wall_s", "log", "steps", "rows"}``, rows
     :func:`cycle_rows`. kwargs go to ``create_cycle_pipeline``."""
-    from tfx import v1 as tfx
-
-    from pipelines.local_runner import _quiet_run, summarize
+    from pipelines.local_runner import execute, summarize
 
     paths = configs.local_paths(name, home)
     os.makedirs(os.path.dirname(paths.metadata_path), exist_ok=True)
     pipeline = create_cycle_pipeline(config, paths.pipeline_root, paths.metadata_path, beam_args, pipeline_name=name,
                                      cycles=cycles, **kwargs)
-    log = None
-    if quiet:
-        os.makedirs(paths.log_dir, exist_ok=True)
-        log = os.path.join(paths.log_dir, time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}.log")
-    t0 = time.time()
-    with (_quiet_run(log, progress or sys.stderr) if quiet else contextlib.nullcontext()):
-        tfx.orchestration.LocalDagRunner().run(pipeline)
-    return {"pipeline_name": name, "paths": paths, "wall_s": round(time.time() - t0, 1), "log": log,
-            "steps": summarize(paths.metadata_path, name), "rows": cycle_rows(paths.metadata_path, name)}
+    result = execute(pipeline, name, paths, quiet, progress)
+    result.update(steps=summarize(paths.metadata_path, name), rows=cycle_rows(paths.metadata_path, name))
+    return result
 
 
 def run_outputs(metadata_path: str, pipeline_name: str, run: int = -1) -> dict:

@@ -39,8 +39,6 @@ def run_local(experiment, dataset: str, data_root: str, name: Optional[str] = No
 
     quiet: send the run's output to a log file (``<home>/logs/<name>/<time>.log``, returned as ``log``) and write
     only step progress and error lines to ``progress`` (default stderr). kwargs go to ``create_pipeline``."""
-    from tfx import v1 as tfx
-
     from pipelines.pipeline import create_pipeline, load_experiment
 
     cfg = load_experiment(experiment)
@@ -50,6 +48,18 @@ def run_local(experiment, dataset: str, data_root: str, name: Optional[str] = No
     kwargs.setdefault("serving_dir", paths.serving_dir)
     pipeline = create_pipeline(cfg, data_root, dataset, paths.pipeline_root, paths.metadata_path, beam_args,
                                pipeline_name=name, **kwargs)
+    result = execute(pipeline, name, paths, quiet, progress)
+    result["steps"] = summarize(paths.metadata_path, name)
+    result["outcome"] = collect_outcome(paths.metadata_path, name)
+    return result
+
+
+def execute(pipeline, name: str, paths, quiet: bool = False, progress: Optional[TextIO] = None) -> dict:
+    """Run a built pipeline with LocalDagRunner (quiet: its output to ``<paths.log_dir>/<time>-<pid>.log``, step
+    lines and errors to ``progress``) -> ``{"pipeline_name", "paths", "wall_s", "log"}``. ``run_local`` and
+    ``pipelines.cycle_pipeline.run_cycle_local`` both run through it."""
+    from tfx import v1 as tfx
+
     log = None
     if quiet:
         os.makedirs(paths.log_dir, exist_ok=True)
@@ -57,10 +67,7 @@ def run_local(experiment, dataset: str, data_root: str, name: Optional[str] = No
     t0 = time.time()
     with (_quiet_run(log, progress or sys.stderr) if quiet else contextlib.nullcontext()):
         tfx.orchestration.LocalDagRunner().run(pipeline)
-    result = {"pipeline_name": name, "paths": paths, "wall_s": round(time.time() - t0, 1), "log": log}
-    result["steps"] = summarize(paths.metadata_path, name)
-    result["outcome"] = collect_outcome(paths.metadata_path, name)
-    return result
+    return {"pipeline_name": name, "paths": paths, "wall_s": round(time.time() - t0, 1), "log": log}
 
 
 # -- the run's output ----------------------------------------------------------------------------------------------
@@ -155,7 +162,7 @@ def _quiet_run(log_path: str, progress: TextIO):
     follower = threading.Thread(target=shown.follow, args=(log_path, stop), daemon=True)
     ok = False
     shown.say(f"  (quiet: the run's full output goes to {configs.host_path(log_path)}; "
-              f"histozoo --verbose pipeline run ... shows it here)")
+              f"histozoo --verbose pipeline ... shows it here)")
     try:
         os.dup2(fd, 1)
         os.dup2(fd, 2)

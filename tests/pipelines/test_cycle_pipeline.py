@@ -25,12 +25,9 @@ def _disk(shape, y, x, r):
 
 
 def _write(out, samples):
-    from zoo.data.build import DatasetWriter
+    from zoo.data.build import write_samples
 
-    with DatasetWriter(str(out)) as w:
-        for s in samples:
-            w.add(s)
-        w.commit("test", str(out), {})
+    write_samples(out, samples)
     return str(out)
 
 

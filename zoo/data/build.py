@@ -131,6 +131,15 @@ class DatasetWriter:
             self.abort()
 
 
+def write_samples(out: str, samples, dataset: str = "test", root: str = "") -> dict:
+    """Write ``samples`` (zoo.data.sample.Sample, each with its split) as one built records folder at ``out`` ->
+    its summary (DatasetWriter: atomic, a hidden folder moved into place when complete)."""
+    with DatasetWriter(str(out)) as w:
+        for s in samples:
+            w.add(s)
+        return w.commit(dataset, root or str(out), {})
+
+
 def build(dataset: str, root: str, out: str, per_shard: int = 32, progress: bool = True, **options) -> dict:
     """Read ``dataset`` from ``root`` and write its records into ``out``; returns the summary dict."""
     reader = get_reader(dataset)(root, **options)

@@ -15,7 +15,6 @@ import zoo.training
 from histozoo.cli import main
 from zoo import interactive
 from zoo.data import records
-from zoo.data.build import DatasetWriter
 from zoo.data.sample import Sample
 from zoo.errors import ConfigError
 from zoo.interactive import cycle
@@ -125,10 +124,9 @@ def _crop(s, split):
 
 
 def _write(out, samples):
-    with DatasetWriter(str(out)) as w:
-        for s in samples:
-            w.add(s)
-        w.commit("test", str(out), {})
+    from zoo.data.build import write_samples
+
+    write_samples(out, samples)
     return str(out)
 
 
