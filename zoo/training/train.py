@@ -407,7 +407,8 @@ def _train(config, train_records, eval_records, output_dir, ckpt_dir, resume, tr
             print(f"resuming {config.name} from epoch {state['epochs_done']}{at} ({ckpt_dir})")
     else:
         if resume and verbose:
-            start = f"starting from init_weights {config.init_weights}" if config.init_weights else "starting from scratch"
+            start = (f"starting from init_weights {config.init_weights}" if config.init_weights
+                     else "starting from scratch")
             print(f"no checkpoint in {ckpt_dir}: {start}")
         model = models.build(config.model, config.model_config)
         if config.init_weights:
