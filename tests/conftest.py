@@ -61,3 +61,30 @@ def tnbc_patient09(tnbc_records):
     from zoo.evaluation import iter_eval_samples
 
     return list(iter_eval_samples(str(tnbc_records), "test", fold=9))
+
+
+@pytest.fixture(scope="session")
+def disk_tiles():
+    """make(n, side, val=()) -> n toy "synthetic" Samples: dark disks (6 per tile, radius 5, instance ids 1..) on a
+    pale noisy background, tile k seeded by k; tiles whose index is in ``val`` go to split "val", the rest "train"
+    (the annotation-cycle tests' synthetic records)."""
+    import numpy as np
+
+    from zoo.data.sample import Sample
+
+    def make(n: int, side: int, val=()) -> list:
+        yy, xx = np.mgrid[:side, :side]
+        tiles = []
+        for k in range(n):
+            rng = np.random.default_rng(k)
+            inst = np.zeros((side, side), np.uint16)
+            image = (rng.random((side, side, 3)) * 40 + 200).astype(np.uint8)
+            for j, (y, x) in enumerate(rng.integers(8, side - 8, (6, 2)), 1):
+                m = ((yy - y) ** 2 + (xx - x) ** 2 <= 25) & (inst == 0)
+                inst[m] = j
+                image[m] = (80, 40, 150)
+            tiles.append(Sample(image=image, image_id=f"synth{k}", dataset="synthetic", source_id=f"synth{k}",
+                                split="val" if k in val else "train", instances=inst))
+        return tiles
+
+    return make

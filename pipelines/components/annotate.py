@@ -68,24 +68,20 @@ class HistoAnnotateSpec(ComponentSpec):
 class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict: dict[str, list[types.Artifact]], output_dict: dict[str, list[types.Artifact]],
            exec_properties: dict[str, Any]) -> None:
-        from pipelines.components.evaluator import keras_model_path
+        from pipelines.components.evaluator import load_model_artifact
         from pipelines.components.records_gen import fill_examples
         from zoo import atomic, interactive
-        from zoo.errors import DataError
         from zoo.interactive.cycle import annotate_pool
-        from zoo.training.tracking import load
 
         self._log_startup(input_dict, output_dict, exec_properties)
         model = artifact_utils.get_single_instance(input_dict["model"])
         given = artifact_utils.get_single_instance(input_dict["train_examples"])
         examples = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])
         cycle, ids = int(exec_properties["cycle"]), json.loads(exec_properties["image_ids"])
-        path = keras_model_path(model.uri)
-        if not os.path.isfile(path):
-            raise DataError(path, "no Keras model in this Model artifact (written by pipelines/trainer/module.py?)")
+        automatic = load_model_artifact(model.uri)
 
         records_dir = os.path.join(examples.uri, ANNOTATED_DIR)
-        log = annotate_pool(exec_properties["pool_data"], exec_properties["pool_split"], ids, load(path),
+        log = annotate_pool(exec_properties["pool_data"], exec_properties["pool_split"], ids, automatic,
                             interactive.load(exec_properties["interactive_model"]), records_dir,
                             crop=int(exec_properties["crop"]),
                             clicks_per_image=int(exec_properties["clicks_per_image"]),

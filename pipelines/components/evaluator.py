@@ -63,18 +63,24 @@ def read_run_info(model_uri: str) -> dict:
         return json.load(fh)
 
 
-def score(model_uri: str, records: list[str], max_images: int = 0) -> dict:
-    """zoo.evaluation.evaluate of the Keras model stored in a Model artifact, through its own InferenceSpec (the
-    one loader, ``zoo.training.tracking.load``: model.keras + spec.json beside it): the blessing scores exactly
-    what the Pusher pushes and TF Serving serves."""
+def load_model_artifact(model_uri: str):
+    """The Keras model and InferenceSpec stored in a Trainer's Model artifact, by the one loader
+    (``zoo.training.tracking.load``: model.keras + spec.json beside it); a one-line DataError when there is none."""
     from zoo.errors import DataError
-    from zoo.evaluation import evaluate
     from zoo.training.tracking import load
 
     path = keras_model_path(model_uri)
     if not os.path.isfile(path):
         raise DataError(path, "no Keras model in this Model artifact (was it written by pipelines/trainer/module.py?)")
-    loaded = load(path)
+    return load(path)
+
+
+def score(model_uri: str, records: list[str], max_images: int = 0) -> dict:
+    """zoo.evaluation.evaluate of the Keras model stored in a Model artifact, through its own InferenceSpec
+    (:func:`load_model_artifact`): the blessing scores exactly what the Pusher pushes and TF Serving serves."""
+    from zoo.evaluation import evaluate
+
+    loaded = load_model_artifact(model_uri)
     return evaluate(loaded.model, records, split="eval", spec=loaded.spec, max_images=max_images)
 
 

@@ -19,11 +19,6 @@ SIDE, CROP = 128, 96
 LR = 1e-4  # the tiny experiment's learning rate (Adam): two steps move a weight by at most about 2 x LR
 
 
-def _disk(shape, y, x, r):
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
-    return (yy - y) ** 2 + (xx - x) ** 2 <= r * r
-
-
 def _write(out, samples):
     from zoo.data.build import write_samples
 
@@ -41,10 +36,9 @@ def _real_crop(s, split):
 
 
 @pytest.fixture(scope="module")
-def cycle_setup(shared_data, tiny_experiment, tmp_path_factory):
+def cycle_setup(shared_data, tiny_experiment, tmp_path_factory, disk_tiles):
     from zoo import interactive
     from zoo.data.readers import get_reader
-    from zoo.data.sample import Sample
     from zoo.interactive.cycle import CycleConfig
 
     root = tmp_path_factory.mktemp("tfx_cycle")
@@ -53,18 +47,7 @@ def cycle_setup(shared_data, tiny_experiment, tmp_path_factory):
     pool = _real_crop(reader.read([i for i in items if i[0] == "train"][1]), "train")
     _write(root / "pool", [pool])
     _write(root / "eval", [_real_crop(reader.read([i for i in items if i[0] == "test"][0]), "test")])
-    synth = []
-    for k in range(3):  # 2 train tiles, 1 val tile: dark disks on a pale background
-        rng = np.random.default_rng(k)
-        inst = np.zeros((SIDE, SIDE), np.uint16)
-        image = (rng.random((SIDE, SIDE, 3)) * 40 + 200).astype(np.uint8)
-        for j, (y, x) in enumerate(rng.integers(8, SIDE - 8, (6, 2)), 1):
-            m = _disk(inst.shape, y, x, 5) & (inst == 0)
-            inst[m] = j
-            image[m] = (80, 40, 150)
-        synth.append(Sample(image=image, image_id=f"synth{k}", dataset="synthetic", source_id=f"synth{k}",
-                            split="val" if k == 2 else "train", instances=inst))
-    _write(root / "synth", synth)
+    _write(root / "synth", disk_tiles(3, SIDE, val=(2,)))  # 2 train tiles, 1 val tile
     interactive.tiny().model.save(str(root / "tiny_interactive.keras"))
     exp = tiny_experiment("tfx-cycle")
     exp.update(fold=None, val_split="val", learning_rate=LR)

@@ -131,7 +131,7 @@ def _write(out, samples):
 
 
 @pytest.fixture(scope="module")
-def setup(shared_data, tmp_path_factory):
+def setup(shared_data, tmp_path_factory, disk_tiles):
     """Real 64 px MoNuSeg crops (2 training images as the unlabelled pool, 1 test image to score), 2 hand-made
     "synthetic" tiles, a tiny U-Net trained 1 step on them (cycle 1), and zoo.interactive.tiny() saved as .keras."""
     from zoo.data.readers import get_reader
@@ -145,18 +145,7 @@ def setup(shared_data, tmp_path_factory):
     pool = [_crop(reader.read(i), "train") for i in train_items]
     _write(root / "pool", pool)
     _write(root / "eval", [_crop(reader.read(test_item), "test")])
-    synth = []
-    for k in range(2):
-        rng = np.random.default_rng(k)
-        inst = np.zeros((SIDE, SIDE), np.uint16)
-        image = (rng.random((SIDE, SIDE, 3)) * 40 + 200).astype(np.uint8)
-        for j, (y, x) in enumerate(rng.integers(8, SIDE - 8, (6, 2)), 1):
-            m = _disk(inst.shape, y, x, 5) & (inst == 0)
-            inst[m] = j
-            image[m] = (80, 40, 150)
-        synth.append(Sample(image=image, image_id=f"synth{k}", dataset="synthetic", source_id=f"synth{k}",
-                            split="train", instances=inst))
-    _write(root / "synth", synth)
+    _write(root / "synth", disk_tiles(2, SIDE))
     train_config = {"name": "tiny-unet", "model": "unet", "model_config": {"num_classes": 3, "base_filters": 4,
                                                                            "depth": 2},
                     "val_split": "", "epochs": 1, "steps_per_epoch": 1, "learning_rate": 1e-3,
