@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 from tfx import v1 as tfx
 
@@ -31,11 +31,7 @@ def load_experiment(experiment):
     """An ExperimentConfig from a config object, a dict, or a YAML/JSON path."""
     from zoo.training import ExperimentConfig
 
-    if isinstance(experiment, ExperimentConfig):
-        return experiment
-    if isinstance(experiment, dict):
-        return ExperimentConfig.from_dict(experiment)
-    return ExperimentConfig.load(str(experiment))
+    return ExperimentConfig.coerce(experiment)
 
 
 def create_pipeline(experiment, data_root: str, dataset: str, pipeline_root: str,

@@ -325,8 +325,7 @@ def base_experiment(config: CycleConfig):
     """The automatic model's experiment config as ``train_config`` gives it (cycle 1's recipe)."""
     from zoo.training import ExperimentConfig
 
-    return (ExperimentConfig.load(config.train_config) if isinstance(config.train_config, str)
-            else ExperimentConfig.from_dict(config.train_config))
+    return ExperimentConfig.coerce(config.train_config)
 
 
 def cycle_experiment(config: CycleConfig, c: int, init: str):

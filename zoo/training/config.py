@@ -453,6 +453,15 @@ class ExperimentConfig:
         return dataclasses.replace(self, **changes)
 
     @classmethod
+    def coerce(cls, experiment) -> "ExperimentConfig":
+        """An ExperimentConfig from a config object (returned as it is), a dict, or a YAML/JSON path."""
+        if isinstance(experiment, cls):
+            return experiment
+        if isinstance(experiment, dict):
+            return cls.from_dict(experiment)
+        return cls.load(str(experiment))
+
+    @classmethod
     def load(cls, path: str) -> "ExperimentConfig":
         """Read a YAML or JSON experiment file."""
         if not os.path.isfile(path):
