@@ -10,9 +10,12 @@ Architecture (Fig. 3c; the residual networks of Gulrajani et al.'s WGAN-GP CIFAR
 - D: 4 resblocks without batch norm (1: conv, ReLU, conv, mean-pool with a mean-pool + 1x1 shortcut; 2: ReLU, conv,
   ReLU, conv, mean-pool; 3, 4: the same without resampling, identity shortcut) -> ReLU, spatial mean, dense -> 1
   (no bias: the WGAN losses are blind to a constant, its gradient is always 0).
-- Q: Hu et al. "G, D and Q all have the structures of residual networks": its own trunk, D's architecture, then a
-  dense layer to k logits (``q_shares_trunk=False``). Yuan & Suh: "the discriminator D is connected to two modules,
-  D_D and D_Q": one trunk with a critic head and a Q head (``q_shares_trunk=True``).
+- Q: a dense layer to k logits on D's trunk (``q_shares_trunk=True``, the default of both variants). Hu et al.'s
+  released code does this (one trunk ``netD`` with the heads ``netD_D`` and ``netD_Q``; the Q step updates the trunk
+  and ``netD_Q``), and Yuan & Suh write it ("the discriminator D is connected to two modules, D_D and D_Q").
+  ``q_shares_trunk=False`` gives Q its own trunk of D's architecture (one reading of Hu et al.'s "G, D and Q all have
+  the structures of residual networks"); measured here, that Q never left chance level (docs/results/clustering.md):
+  its unnormalised trunk's pooled output barely varies between crops, so neither Q nor G gets a usable MI gradient.
 
 Embedding (Hu et al. IV-C): the output of each of D's 4 resblocks max-pooled to a 4 x 4 grid (adaptive bins when the
 side is not a multiple of 4), flattened and concatenated: 4 x 16 x d_filters = 8192 values at d_filters = 128.
@@ -205,8 +208,8 @@ class InfoGANConfig(ModelConfig):
     noise_dim: Gaussian z (32; 64 for their combined dataset C).
     g_filters, d_filters, q_filters: maps of G's, D's and Q's residual blocks (128, WGAN-GP's CIFAR ResNet; the
         8192-d embedding of IV-C is 4 x 4 x 4 x d_filters). q_filters is unused when Q shares D's trunk.
-    q_shares_trunk: False = Q is its own residual network (Hu et al.); True = D_D and D_Q heads on one trunk (Yuan &
-        Suh).
+    q_shares_trunk: True = D_D and D_Q heads on one trunk (Hu et al.'s released code; Yuan & Suh); False = Q is its
+        own residual network of D's architecture (module docstring).
     n_critic: critic steps per iteration (5); each takes its own 1/n_critic of the step's batch, so the input batch
         is n_critic x the paper's 64.
     d_learning_rate, q_learning_rate, beta_1, beta_2: the critic's and Q's Adam (Hu: 2e-4, 2e-4, 0.5, 0.9). G's Adam
@@ -219,7 +222,7 @@ class InfoGANConfig(ModelConfig):
     g_filters: int = 128
     d_filters: int = 128
     q_filters: int = 128
-    q_shares_trunk: bool = False
+    q_shares_trunk: bool = True
     n_critic: int = 5
     d_learning_rate: float = 2e-4
     q_learning_rate: float = 2e-4
@@ -250,7 +253,6 @@ class YuanSuhConfig(InfoGANConfig):
     image_size: int = 40
     categories: int = 3
     noise_dim: int = 16
-    q_shares_trunk: bool = True
     d_learning_rate: float = 1e-4
     q_learning_rate: float = 2e-4
 

@@ -16,9 +16,9 @@ from zoo.models.gan import InfoGAN, adaptive_max_pool
 GAN_NAMES = ["infowgan_gp", "yuan_suh_infogan"]
 
 
-def _tiny(harness, name):
+def _tiny(harness, name, **options):
     keras.utils.set_random_seed(0)
-    model = models.build(name, harness.tiny_config(name))
+    model = models.build(name, {**harness.tiny_config(name), **options})
     model.build()
     return model
 
@@ -27,9 +27,9 @@ def _crops(n=4, size=8, seed=0):
     return np.random.default_rng(seed).random((n, size, size, 3), dtype=np.float32)
 
 
-@pytest.mark.parametrize("name", GAN_NAMES)
-def test_builds_g_d_q_with_the_papers_io(harness, name):
-    model = _tiny(harness, name)
+@pytest.mark.parametrize("name, own_q", [("infowgan_gp", False), ("infowgan_gp", True), ("yuan_suh_infogan", False)])
+def test_builds_g_d_q_with_the_papers_io(harness, name, own_q):
+    model = _tiny(harness, name, **({"q_shares_trunk": False} if own_q else {}))
     cfg = model.config
     assert isinstance(model, InfoGAN) and model.registry_name == name
     x = _crops()
@@ -42,7 +42,7 @@ def test_builds_g_d_q_with_the_papers_io(harness, name):
     assert fake.shape == (6, 8, 8, 3) and fake.min() >= 0.0 and fake.max() <= 1.0
     assert np.asarray(model.critic(x * 2 - 1)).shape == (4,)
     assert np.asarray(model.q_logits(x * 2 - 1)).shape == (4, cfg.categories)
-    # Hu: Q is its own residual network; Yuan & Suh: D_D and D_Q heads on one trunk
+    # D_D and D_Q heads on one trunk (both papers' default), or Q its own residual network (q_shares_trunk=False)
     d_ids = {id(v) for v in model.critic_variables()}
     q_ids = {id(v) for v in model.q_variables()}
     g_ids = {id(v) for v in model.generator_variables()}
@@ -61,7 +61,7 @@ def test_builds_g_d_q_with_the_papers_io(harness, name):
 
 def test_paper_defaults():
     hu, ys = models.get("infowgan_gp").config_class(), models.get("yuan_suh_infogan").config_class()
-    assert (hu.image_size, hu.categories, hu.noise_dim, hu.n_critic, hu.q_shares_trunk) == (32, 5, 32, 5, False)
+    assert (hu.image_size, hu.categories, hu.noise_dim, hu.n_critic, hu.q_shares_trunk) == (32, 5, 32, 5, True)
     assert (hu.d_learning_rate, hu.q_learning_rate, hu.beta_1, hu.beta_2) == (2e-4, 2e-4, 0.5, 0.9)
     assert 4 * 16 * hu.d_filters == 8192  # Hu et al. IV-C: the 8192-dimensional feature
     assert (ys.image_size, ys.categories, ys.noise_dim, ys.q_shares_trunk) == (40, 3, 16, True)
