@@ -177,6 +177,15 @@ def feature_table(train, test, models_: dict, seed: int = 0, baselines: bool = T
     return rows
 
 
+def _model_name(uri: str) -> str:
+    """A model's row name: its run folder's name (given the folder, or RUN/checkpoints/X.keras), else the URI."""
+    if os.path.isdir(uri):
+        return os.path.basename(os.path.normpath(uri))
+    if uri.endswith(".keras") and os.path.basename(os.path.dirname(uri)) == "checkpoints":
+        return os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(uri))))
+    return uri
+
+
 def _typed(crops: dict):
     keep = crops["type"] > 0
     return crops["images"][keep], crops["type"][keep]
@@ -208,7 +217,7 @@ def main(argv=None) -> int:
 
     t0 = time.time()
     test = read_crops(args.crops, args.split)
-    nets = {os.path.basename(os.path.dirname(os.path.dirname(p))) or p: load_model(p) for p in args.model}
+    nets = {_model_name(p): load_model(p) for p in args.model}
     random = ()
     if args.random_init:
         keras.utils.set_random_seed(args.seed)

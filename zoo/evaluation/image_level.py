@@ -18,6 +18,7 @@ are zoo.metrics.clustering.classification_report (precision / recall / F1 weight
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -70,10 +71,15 @@ class NearestCentreClassifier:
         k = self.k or int(np.unique(y).size)
         if k > len(x):
             raise DataError("proportions", f"k-means with k = {k} needs at least {k} training images, got {len(x)}")
-        km = KMeans(n_clusters=k, init="k-means++", n_init=self.n_init, random_state=self.seed).fit(x)
-        self.centres_ = km.cluster_centers_
+        with warnings.catch_warnings():  # fewer distinct points than k: handled below
+            warnings.filterwarnings("ignore", message="Number of distinct clusters")
+            km = KMeans(n_clusters=k, init="k-means++", n_init=self.n_init, random_state=self.seed).fit(x)
+        # a centre no training image belongs to (fewer distinct proportion vectors than k, e.g. every nucleus in one
+        # category) has no majority class: it is dropped
+        used = np.unique(km.labels_)
+        self.centres_ = km.cluster_centers_[used]
         mapping = majority_mapping(km.labels_, y)
-        self.centre_labels_ = np.array([mapping[j] for j in range(k)])
+        self.centre_labels_ = np.array([mapping[j] for j in used.tolist()])
         return self
 
     def predict(self, x) -> np.ndarray:

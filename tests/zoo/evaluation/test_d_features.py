@@ -91,3 +91,6 @@ def test_clustering_script_gan_rows(tmp_path, toy_crops):
     assert all(r["n"] == 12 for r in t["clustering"])
     assert [r["features"] for r in t["features"]] == ["D features (run)", "D features (infowgan_gp, random init)"]
     assert all(r["n_train"] == 12 and r["n_test"] == 12 for r in t["features"])
+    # a row is named by its run folder whether the folder or its checkpoint is given
+    assert script._model_name(str(tmp_path / "run")) == script._model_name(str(tmp_path / "run/")) == "run"
+    assert script._model_name("models:/hu-infowgan-gp/1") == "models:/hu-infowgan-gp/1"

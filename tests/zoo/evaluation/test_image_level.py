@@ -53,6 +53,15 @@ def test_nearest_centre_classifier_by_hand():
         NearestCentreClassifier(k=3).fit([[0.0], [1.0]], [0, 1])
 
 
+def test_nearest_centre_classifier_with_fewer_distinct_images_than_classes():
+    # every image has the same proportions (a Q that puts every nucleus in one category): one distinct point for
+    # k = 3 classes; the centres no image belongs to are dropped and every image gets the majority class (2)
+    clf = NearestCentreClassifier().fit([[1.0, 0.0]] * 5, [0, 1, 2, 2, 2])
+    np.testing.assert_allclose(clf.centres_, [[1.0, 0.0]])
+    assert clf.centre_labels_.tolist() == [2]
+    assert clf.predict([[1.0, 0.0], [0.0, 1.0]]).tolist() == [2, 2]
+
+
 def test_l2_svm_separates_a_separable_toy_case():
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.uniform(0.0, 0.3, (10, 3)), rng.uniform(0.7, 1.0, (10, 3))])
