@@ -116,7 +116,11 @@ def pca_plot(proportions: dict, labels: dict, path: str, title: str) -> str:
     from zoo.atomic import write_bytes
 
     ims = sorted(proportions)
-    xy = PCA(n_components=2).fit_transform(np.array([proportions[i] for i in ims]))
+    x = np.array([proportions[i] for i in ims])
+    if np.ptp(x, axis=0).max() == 0:  # every image has the same proportions (e.g. one category for all nuclei)
+        xy, title = np.zeros((len(ims), 2)), title + "\n(every image has the same proportions)"
+    else:
+        xy = PCA(n_components=2).fit_transform(x)
     fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
     for c in sorted(set(labels[i] for i in ims)):
         m = np.array([labels[i] == c for i in ims])

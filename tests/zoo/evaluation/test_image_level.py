@@ -169,3 +169,15 @@ def test_the_script_end_to_end_with_a_gan_and_the_kmeans_baseline(script, tmp_pa
             assert sorted(im for f in r[m]["folds"] for im in f["test_images"]) == [f"img{i}" for i in range(8)]
             assert np.sum(r[m]["confusion"]) == 8 and 0 <= r[m]["f_score"] <= 1
         assert os.path.getsize(pca) > 0
+
+
+def test_pca_plot_of_identical_proportions_is_drawn_without_pca(script, tmp_path):
+    # every image with the same proportions (a collapsed Q): no principal components exist; the plot says so
+    import warnings
+
+    props = {f"img{i}": [1.0, 0.0, 0.0] for i in range(4)}
+    labels = {f"img{i}": "Breast" if i % 2 else "Kidney" for i in range(4)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = script.pca_plot(props, labels, str(tmp_path / "pca.png"), "t")
+    assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
