@@ -214,6 +214,10 @@ class InfoGANConfig(ModelConfig):
         is n_critic x the paper's 64.
     d_learning_rate, q_learning_rate, beta_1, beta_2: the critic's and Q's Adam (Hu: 2e-4, 2e-4, 0.5, 0.9). G's Adam
         is the training core's optimizer (the experiment's ``learning_rate``), given these betas.
+    mi_schedule: ``paper`` (Hu et al. IV-B and eq. 11-12: per iteration 5 D, 1 G step on L_G = -E[D] + lambda_2 L_MI,
+        1 Q step on L_MI over Q's variables) or ``released`` (Hu et al.'s released code: a step on L_MI alone after
+        every critic step and after the G step, updating Q's variables and G, G through a fourth Adam at
+        q_learning_rate; G's adversarial step has no MI term). zoo.training.gan runs both.
     """
 
     image_size: int = 32
@@ -228,6 +232,7 @@ class InfoGANConfig(ModelConfig):
     q_learning_rate: float = 2e-4
     beta_1: float = 0.5
     beta_2: float = 0.9
+    mi_schedule: str = "paper"
 
     def validate(self):
         self._check_int("image_size", 8)
@@ -238,6 +243,8 @@ class InfoGANConfig(ModelConfig):
         for k in ("g_filters", "d_filters", "q_filters", "n_critic"):
             self._check_int(k, 1)
         self._check_bool("q_shares_trunk")
+        if self.mi_schedule not in ("paper", "released"):
+            self._fail("mi_schedule", f"must be 'paper' or 'released', got {self.mi_schedule!r}")
         for k in ("d_learning_rate", "q_learning_rate"):
             self._check_float(k, 0.0, 1.0, low_open=True)
         for k in ("beta_1", "beta_2"):
@@ -416,10 +423,13 @@ class InfoGAN(keras.Model):
             self.build_optimizers()
 
     def build_optimizers(self) -> None:
-        """Create the three optimizers' slot variables (before a checkpoint's optimizer state is loaded)."""
+        """Create the optimizers' slot variables (before a checkpoint's optimizer state is loaded): D's, G's, Q's and,
+        with ``mi_schedule: released``, G's MI Adam."""
         self.d_optimizer.build(self.critic_variables())
         self.g_optimizer.build(self.generator_variables())
         self.q_optimizer.build(self.q_variables())
+        if getattr(self, "qg_optimizer", None) is not None:
+            self.qg_optimizer.build(self.generator_variables())
 
     # ---- serialisation
     def get_config(self) -> dict:

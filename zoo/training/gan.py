@@ -10,6 +10,10 @@ training core makes from the experiment config (so its ``learning_rate``, schedu
 core's), D's and Q's come from the model config. Noise is drawn from the model's SeedGenerator, whose state the core
 checkpoints, so a resumed run draws what the uninterrupted one drew.
 
+``mi_schedule: released`` (the model config) runs Hu et al.'s released code instead: a step on L_MI alone after every
+critic step and after the G step, each updating Q's variables and G (G through its own Adam), and a G step without
+the MI term; the paper's text and the issue describe the default schedule.
+
 Logged per epoch (running means over the epoch's iterations): ``loss`` = L_D (the critic's loss, eq. 10, what the core
 watches for divergence), ``v_dg`` = V(D, G) = E[D(x)] - E[D(G(z, c))] (eq. 8, the critic's Wasserstein estimate),
 ``gp`` (the gradient penalty), ``g_loss`` (L_G), ``q_loss`` (L_Q).
@@ -56,7 +60,10 @@ def compile_game(model, optimizer=None, loss=None, run_eagerly=False, jit_compil
     # set past Keras' attribute tracking, as Keras' own compile sets ``optimizer``: the model is already built (its
     # tracker is locked); .keras saving still finds the optimizers (it walks the attributes by name)
     object.__setattr__(model, "g_optimizer", optimizer)
-    for name, lr in (("d_optimizer", cfg.d_learning_rate), ("q_optimizer", cfg.q_learning_rate)):
+    adams = [("d_optimizer", cfg.d_learning_rate), ("q_optimizer", cfg.q_learning_rate)]
+    if cfg.mi_schedule == "released":  # G's own Adam for its MI steps (Hu et al.'s released code: optimizerQ_G)
+        adams.append(("qg_optimizer", cfg.q_learning_rate))
+    for name, lr in adams:
         object.__setattr__(model, name, keras.optimizers.Adam(lr, beta_1=cfg.beta_1, beta_2=cfg.beta_2, name=name))
     object.__setattr__(model, "gan_loss", loss)
     for m in model.metrics:
@@ -82,35 +89,44 @@ def critic_step(model, real):
     return loss, tf.reduce_mean(d_real) - tf.reduce_mean(d_fake), gp
 
 
-def generator_step(model, batch):
-    """One G step: minimise L_G = -E[D(G(z,c))] + lambda_2 L_MI over G's variables. Returns L_G."""
+def generator_step(model, batch, with_mi: bool = True):
+    """One G step: minimise L_G = -E[D(G(z,c))] + lambda_2 L_MI (eq. 11) over G's variables; without ``with_mi``
+    (the released code's schedule) -E[D(G(z,c))] alone. Returns L_G."""
     noise, c = model.noise(batch)
     variables = model.generator_variables()
     with tf.GradientTape() as tape:
         fake = model.generate_scaled(noise, training=True)
-        mi = mutual_information_loss(c, model.q_logits(fake, training=True))
+        mi = mutual_information_loss(c, model.q_logits(fake, training=True)) if with_mi else 0.0
         loss = model.gan_loss.generator_loss(model.critic(fake, training=True), mi)
     _apply(model.g_optimizer, loss, tape, variables)
     return loss
 
 
-def info_step(model, batch):
-    """One Q step: minimise L_Q = -lambda_2 E[log Q(c|G(z,c))] over Q's variables (with Yuan & Suh's shared trunk,
-    the trunk too). Returns L_Q."""
+def info_step(model, batch, generator: bool = False):
+    """One Q step: minimise L_Q = -lambda_2 E[log Q(c|G(z,c))] over Q's variables (with a shared trunk, the trunk
+    too); with ``generator`` (the released code's schedule) G's variables too, through G's MI Adam. Returns L_Q."""
     noise, c = model.noise(batch)
-    fake = model.generate_scaled(noise, training=True)
-    variables = model.q_variables()
+    q_vars = model.q_variables()
+    g_vars = model.generator_variables() if generator else []
+    fake = None if generator else model.generate_scaled(noise, training=True)
     with tf.GradientTape() as tape:
+        if generator:
+            fake = model.generate_scaled(noise, training=True)
         loss = model.gan_loss.info_loss(mutual_information_loss(c, model.q_logits(fake, training=True)))
-    _apply(model.q_optimizer, loss, tape, variables)
+    grads = tape.gradient(loss, q_vars + g_vars)
+    model.q_optimizer.apply_gradients(zip(grads[:len(q_vars)], q_vars))
+    if generator:
+        model.qg_optimizer.apply_gradients(zip(grads[len(q_vars):], g_vars))
     return loss
 
 
 def train_step(model, data) -> dict:
-    """One iteration: n_critic critic steps (each on its share of the batch), one G step, one Q step."""
+    """One iteration: n_critic critic steps, one G step, one Q step (``mi_schedule: paper``); with ``released``, an
+    MI step on Q and G after every critic step and after the G step, and no MI term in the G step."""
     x = data[0] if isinstance(data, (tuple, list)) else data
     real = tf.cast(x, tf.float32) * 2.0 - 1.0
     n = model.config.n_critic
+    released = model.config.mi_schedule == "released"
     share = tf.shape(real)[0] // n
     tf.debugging.assert_positive(share, message=f"a GAN step needs a batch of at least n_critic = {n} crops")
     t = model._game_trackers
@@ -119,8 +135,10 @@ def train_step(model, data) -> dict:
         t["loss"].update_state(loss)
         t["v_dg"].update_state(v)
         t["gp"].update_state(gp)
-    t["g_loss"].update_state(generator_step(model, share))
-    t["q_loss"].update_state(info_step(model, share))
+        if released:
+            t["q_loss"].update_state(info_step(model, share, generator=True))
+    t["g_loss"].update_state(generator_step(model, share, with_mi=not released))
+    t["q_loss"].update_state(info_step(model, share, generator=released))
     return {k: m.result() for k, m in t.items()}
 
 

@@ -159,6 +159,35 @@ def _crops_dir(root):
     return out
 
 
+def test_released_code_schedule_takes_an_mi_step_on_q_and_g_after_every_critic_and_g_step(tmp_path):
+    # mi_schedule: released (Hu et al.'s released code): per iteration 5 critic steps each followed by an MI step
+    # (Q's variables and G, G through its own Adam), a G step without the MI term, and one more MI step
+    keras.utils.set_random_seed(0)
+    model = models.build("infowgan_gp", {**TINY, "mi_schedule": "released"})
+    model.compile(run_eagerly=True)
+    ids = lambda vs: {id(v) for v in vs}  # noqa: E731
+    g_vars, q_vars = ids(model.generator_variables()), ids(model.q_variables())
+    before = _snapshot(model.trainable_variables)
+    assert np.isfinite(float(gan.info_step(model, 2, generator=True)))
+    assert _moved(model, before) == q_vars | g_vars
+    logs = gan.train_step(model, (tf.constant(np.random.default_rng(1).random((10, 8, 8, 3), np.float32)),))
+    assert all(np.isfinite(float(x)) for x in logs.values())
+    opts = (model.d_optimizer, model.g_optimizer, model.q_optimizer, model.qg_optimizer)
+    assert [int(o.iterations) for o in opts] == [5, 1, 7, 7]
+    assert model.qg_optimizer.learning_rate.numpy() == pytest.approx(model.config.q_learning_rate)
+    # G's MI Adam is saved and restored with the other three
+    model.save(str(tmp_path / "released.keras"))
+    back = keras.saving.load_model(str(tmp_path / "released.keras"))
+    assert [int(o.iterations) for o in (back.d_optimizer, back.g_optimizer, back.q_optimizer, back.qg_optimizer)] == \
+        [5, 1, 7, 7]
+    for a, b in zip(model.qg_optimizer.variables, back.qg_optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # the default (the paper's schedule) has no fourth optimizer
+    assert getattr(models.build("infowgan_gp", TINY), "qg_optimizer", None) is None
+    with pytest.raises(ConfigError, match="mi_schedule"):
+        models.build("infowgan_gp", {**TINY, "mi_schedule": "both"})
+
+
 @pytest.fixture
 def eager():
     tf.config.run_functions_eagerly(True)
