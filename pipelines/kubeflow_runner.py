@@ -30,9 +30,10 @@ def compile_pipeline(experiment, dataset: str, data_root: str, out: str, target:
     configs.check_cluster_paths(data_root, pipeline_root, kwargs.get("mlflow_tracking_uri", ""), allow_local)
     from tfx import v1 as tfx
 
-    from pipelines.pipeline import create_pipeline, load_experiment
+    from pipelines.pipeline import create_pipeline
+    from zoo.training import ExperimentConfig
 
-    cfg = load_experiment(experiment)
+    cfg = ExperimentConfig.coerce(experiment)
     name = name or configs.pipeline_name(cfg.name)
     root = pipeline_root or os.path.join(configs.ROOT_PLACEHOLDER, name)
     kwargs.setdefault("serving_dir", os.path.join(root, "serving_model"))

@@ -39,9 +39,10 @@ def run_local(experiment, dataset: str, data_root: str, name: Optional[str] = No
 
     quiet: send the run's output to a log file (``<home>/logs/<name>/<time>.log``, returned as ``log``) and write
     only step progress and error lines to ``progress`` (default stderr). kwargs go to ``create_pipeline``."""
-    from pipelines.pipeline import create_pipeline, load_experiment
+    from pipelines.pipeline import create_pipeline
+    from zoo.training import ExperimentConfig
 
-    cfg = load_experiment(experiment)
+    cfg = ExperimentConfig.coerce(experiment)
     name = name or configs.pipeline_name(cfg.name)
     paths = configs.local_paths(name, home)
     os.makedirs(os.path.dirname(paths.metadata_path), exist_ok=True)

@@ -27,13 +27,6 @@ from pipelines.components.synth_gen import HistoSynthGen
 SYNTH_KEYS = ("images", "n", "seed", "options", "refiner")
 
 
-def load_experiment(experiment):
-    """An ExperimentConfig from a config object, a dict, or a YAML/JSON path."""
-    from zoo.training import ExperimentConfig
-
-    return ExperimentConfig.coerce(experiment)
-
-
 def create_pipeline(experiment, data_root: str, dataset: str, pipeline_root: str,
                     metadata_path: Optional[str] = None, beam_args: Optional[Sequence[str]] = None, *,
                     pipeline_name: Optional[str] = None, serving_dir: Optional[str] = None,
@@ -62,8 +55,9 @@ def create_pipeline(experiment, data_root: str, dataset: str, pipeline_root: str
     labels; the Evaluator still scores the real dataset's eval split.
     """
     from zoo.errors import ConfigError
+    from zoo.training import ExperimentConfig
 
-    cfg = load_experiment(experiment)
+    cfg = ExperimentConfig.coerce(experiment)
     name = pipeline_name or configs.pipeline_name(cfg.name)
     split = ingest.SplitSpec.for_experiment(cfg, eval_fraction)
     if baseline not in ("stable", "latest"):
