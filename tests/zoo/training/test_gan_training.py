@@ -286,5 +286,6 @@ def test_shipped_configs_are_the_papers(path, model, k, z, size, lrs):
     inp = cfg.input_config()
     assert (cfg.model, mc.categories, mc.noise_dim, mc.image_size, inp.patch_size) == (model, k, z, size, size)
     assert (cfg.learning_rate, mc.d_learning_rate, mc.q_learning_rate) == lrs  # G, D (D_D), Q (D_Q)
+    assert mc.mi_schedule == "released" and mc.q_shares_trunk  # the schedule that learns c here (clustering.md)
     assert inp.batch_size == mc.n_critic * 64 and (inp.rot90, inp.flip) == (True, False)
     assert cfg.loss == "infowgan_gp" and cfg.loss_config == {"lambda_gp": 10.0, "lambda_info": 1.0}
