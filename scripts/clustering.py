@@ -108,15 +108,13 @@ def score_clusters(clusters: np.ndarray, types: np.ndarray) -> dict:
 
 
 def svm_report(train_x, train_y, test_x, test_y, seed: int = 0, c: float = 1.0) -> dict:
-    """Hu et al. Table I: an L2-SVM (LinearSVC: squared hinge loss, L2 penalty) on standardised features; precision,
-    recall and F1 weighted by support (eq. 13) from zoo.metrics.clustering.classification_report."""
-    from sklearn.svm import LinearSVC
-
+    """Hu et al. Table I: the L2-SVM of zoo.evaluation.image_level.svm_predict (LinearSVC: squared hinge loss, L2
+    penalty, standardised features); precision, recall and F1 weighted by support (eq. 13) from
+    zoo.metrics.clustering.classification_report."""
+    from zoo.evaluation.image_level import svm_predict
     from zoo.metrics.clustering import classification_report
 
-    tr, te = standardize(train_x, test_x)
-    svm = LinearSVC(C=c, loss="squared_hinge", penalty="l2", dual="auto", max_iter=5000, random_state=seed)
-    pred = svm.fit(tr, train_y).predict(te)
+    pred = svm_predict(train_x, train_y, test_x, c=c, seed=seed)
     rep = classification_report(test_y, pred, labels=np.unique(np.concatenate([train_y, test_y])))
     return {"precision": rep["precision_weighted"], "recall": rep["sensitivity_weighted"],
             "f_score": rep["f1_weighted"], "accuracy": rep["accuracy"], "n_train": int(len(train_y)),
