@@ -223,8 +223,14 @@ def export(model, out_dir: str, version: int | None = None, *, spec=None, max_it
     ``histozoo_spec`` signature. version: a positive int, default one more than the largest present; an existing
     version is never overwritten. max_iters: bound on the in-graph label propagation. metadata: extra JSON-able
     entries for ``assets/histozoo.json``. The version folder is written under a temporary name and renamed
-    (``zoo.atomic.atomic_dir``), so a crash leaves no partial version.
+    (``zoo.atomic.atomic_dir``), so a crash leaves no partial version. A GAN model (zoo.models.gan) is written by
+    serving.cluster.export_cluster_model instead (crops -> cluster probabilities, cluster, embedding; no spec), so
+    ``histozoo export`` and the TFX Trainer (pipelines/trainer/module.py) export it the same way.
     """
+    if hasattr(model, "sample_grid"):  # a GAN model (zoo.models.gan): crops -> clusters + embedding, its own export
+        from serving.cluster import export_cluster_model
+
+        return export_cluster_model(model, out_dir, version, metadata=metadata)
     tf = _tf()
     import keras
 

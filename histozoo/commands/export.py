@@ -35,10 +35,8 @@ def _cmd_export(args) -> int:
     from zoo.training.tracking import load
 
     loaded = load(args.model, default_spec=False)
-    if hasattr(loaded.model, "sample_grid"):  # a GAN model (zoo.models.gan): crops -> clusters + embedding
-        from serving.cluster import export_cluster_model
-
-        path = export_cluster_model(loaded.model, args.out, args.version, metadata={"source": args.model})
+    if hasattr(loaded.model, "sample_grid"):  # a GAN model (zoo.models.gan): serving.export writes its Q classifier
+        path = export(loaded.model, args.out, args.version, metadata={"source": args.model})
         print(f"exported {args.model} -> {os.path.abspath(path)} (Q classifier: crops -> cluster probabilities, "
               f"cluster, embedding)")
         return 0

@@ -289,3 +289,46 @@ def test_shipped_configs_are_the_papers(path, model, k, z, size, lrs):
     assert mc.mi_schedule == "released" and mc.q_shares_trunk  # the schedule that learns c here (clustering.md)
     assert inp.batch_size == mc.n_critic * 64 and (inp.rot90, inp.flip) == (True, False)
     assert cfg.loss == "infowgan_gp" and cfg.loss_config == {"lambda_gp": 10.0, "lambda_info": 1.0}
+
+
+def test_tfx_trainer_run_fn_trains_a_gan_and_exports_its_q_classifier(tmp_path, monkeypatch, eager):
+    """Issue 20, through the whole system: the TFX Trainer's user module (pipelines/trainer/module.py, the run_fn the
+    pipeline's Trainer calls) trains the GAN with the CLI's core on the ExampleGen's records and writes the Q
+    classifier's SavedModel (serving.cluster), whose served clusters equal the saved Keras model's."""
+    from types import SimpleNamespace
+
+    from pipelines.trainer.module import run_fn
+    from zoo.data import records
+    from zoo.evaluation.cluster import read_crops
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    crops = _crops_dir(str(tmp_path))
+    cfg = {"name": "tiny-gan", "model": "infowgan_gp", "model_config": TINY, "data_dir": crops,
+           "input": {"patch_size": 8, "batch_size": 10, "patches_per_image": 1, "flip": False, "rot90": True,
+                     "shuffle_buffer": 1},
+           "loss": "infowgan_gp", "optimizer": "adam", "learning_rate": 2e-4, "epochs": 1, "steps_per_epoch": 2,
+           "tracking": {"enabled": False, "log_model": False}}
+    serving_dir = tmp_path / "model" / "Format-Serving"
+    fn_args = SimpleNamespace(custom_config={"experiment": cfg, "verbose": 0},
+                              train_files=records.list_shards(crops, "train"),
+                              eval_files=records.list_shards(crops, "test"),
+                              model_run_dir=str(tmp_path / "run"), serving_model_dir=str(serving_dir))
+    run_fn(fn_args)
+
+    model = keras.saving.load_model(str(tmp_path / "model/Format-Keras/model.keras"))
+    assert int(model.g_optimizer.iterations) == 2 and int(model.d_optimizer.iterations) == 10  # 2 x (5 D + 1 G)
+    meta = json.loads((serving_dir / "assets/histozoo.json").read_text())
+    assert meta["kind"] == "cluster_classifier" and meta["clusters"] == ["cluster_0", "cluster_1", "cluster_2"]
+    test = read_crops(crops, "test")
+    x = test["images"].astype(np.float32) / 255.0
+    served = tf.saved_model.load(str(serving_dir)).signatures["serving_default"](crops=tf.constant(x))
+    want = model(x)
+    np.testing.assert_allclose(served["probabilities"].numpy(), np.asarray(want["probabilities"]), atol=1e-5)
+    np.testing.assert_array_equal(served["cluster"].numpy(), np.asarray(want["probabilities"]).argmax(-1))
+    run = json.loads((tmp_path / "model/Format-Keras/run.json").read_text())
+    ev = read_crops(crops, "test")
+    from zoo.metrics.clustering import clustering_report
+
+    ref = clustering_report(np.asarray(model(ev["images"] / 255.0)["probabilities"]).argmax(1), ev["type"])
+    assert run["metrics"]["eval_purity"] == pytest.approx(ref["purity"])  # Q's clusters of the eval records scored
