@@ -109,7 +109,8 @@ def add(sub) -> None:
     lst = dsub.add_parser("list", help="list the dataset readers")
     lst.set_defaults(func=_cmd_list)
     c = dsub.add_parser("crops", help="cut one crop per nucleus (instance box or centre point) into new record shards")
-    c.add_argument("data", help="a folder written by `histozoo data build`")
+    c.add_argument("data", nargs="+", help="a folder written by `histozoo data build`; several: their crops in one "
+                   "folder (each image keeps its split; typed ones must share their type names)")
     c.add_argument("--out", required=True, help="output folder for the crop shards + summary.json")
     c.add_argument("--size", type=int, default=32, help="crop side in pixels (default 32, Hu et al.; 40 for Yuan & Suh)")
     c.add_argument("--source", choices=["auto", "instances", "points"], default="auto",

@@ -152,7 +152,10 @@ def crops_from_sample(sample: Sample, config: CropConfig = CropConfig()) -> list
 
 def write_crops(source, out_dir: str, config: CropConfig = CropConfig(), split: str | None = None,
                 per_shard: int = 4096, progress: bool = True) -> dict:
-    """Write the crops of every image of ``source`` (a built data dir, or shard paths) into ``out_dir``.
+    """Write the crops of every image of ``source`` into ``out_dir``: a built data dir, a shard path, or a list of
+    either -- several datasets into one crops folder (Hu et al. train on the nuclei of every H&E set they have), each
+    image keeping its own split; their typed images must share one list of type names (untyped ones, type 0, mix
+    with any).
 
     Shards are named by the parent image's split (``{split}-NNNNN.tfrecord.gz``) with a ``summary.json`` like
     zoo.data.build's, so the crops load with ``zoo.data.input.dataset`` / ``records.read_samples``. Atomic: written
@@ -160,18 +163,26 @@ def write_crops(source, out_dir: str, config: CropConfig = CropConfig(), split: 
     """
     from zoo.data.build import DatasetWriter, progress_bar
 
-    if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
-        paths = records.list_shards(os.fspath(source), split)
-    else:
-        paths = [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else [os.fspath(p) for p in source]
-        for p in paths:
-            if not os.path.isfile(p):
-                raise DataError(p, "no such record shard or data directory")
-    class_names, dataset_name, parents = (), "", 0
+    paths = []
+    for src in [source] if isinstance(source, (str, os.PathLike)) else list(source):
+        src = os.fspath(src)
+        if os.path.isdir(src):
+            paths.extend(records.list_shards(src, split))
+        elif os.path.isfile(src):
+            paths.append(src)
+        else:
+            raise DataError(src, "no such record shard or data directory")
+    class_names, datasets, parents = (), [], 0
     with DatasetWriter(out_dir, per_shard=per_shard) as w:
         for sample in progress_bar(records.read_samples(paths), "crops", progress):
             parents += 1
-            class_names, dataset_name = sample.class_names, sample.dataset
+            if sample.dataset not in datasets:
+                datasets.append(sample.dataset)
+            if sample.class_names and class_names and tuple(sample.class_names) != tuple(class_names):
+                raise DataError(sample.image_id, f"its dataset {sample.dataset!r} names the types "
+                                f"{list(sample.class_names)}, an earlier one {list(class_names)}: one crops folder "
+                                f"holds one list of type names (crop typed datasets with other names apart)")
+            class_names = tuple(sample.class_names) or class_names
             try:
                 crops = crops_from_sample(sample, config)
             except ZooError:
@@ -181,5 +192,5 @@ def write_crops(source, out_dir: str, config: CropConfig = CropConfig(), split: 
             for c in crops:
                 w.add(c)
         w.class_names = tuple(class_names)
-        return w.commit(f"{dataset_name}-crops", [os.path.abspath(p) for p in paths],
+        return w.commit(f"{'+'.join(datasets)}-crops", [os.path.abspath(p) for p in paths],
                         {"crops": config.to_dict(), "parent_images": parents})

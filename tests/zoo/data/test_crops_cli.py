@@ -44,3 +44,47 @@ def test_data_crops_errors_are_one_line(tnbc_records, tmp_path, capsys):
     assert not (tmp_path / "p").exists() or not list((tmp_path / "p").iterdir())  # nothing half-written
     with pytest.raises(SystemExit):
         main(["data", "crops", str(tnbc_records), "--out", str(tmp_path / "q"), "--source", "boxes"])
+
+
+def _typed_points(root, names, n_images=2):
+    """A tiny built dataset of centre-typed images (3 points each, types 1, 2, 1) named ``names``."""
+    import numpy as np
+
+    from zoo.data.build import DatasetWriter
+    from zoo.data.sample import Sample
+
+    with DatasetWriter(str(root), tuple(names)) as w:
+        for i in range(n_images):
+            w.add(Sample(image=np.full((40, 40, 3), 200, np.uint8), image_id=f"p{i}", dataset="pts",
+                         source_id=f"s{i}", split="train" if i == 0 else "test",
+                         points_yx=np.array([[10, 10], [20, 20], [30, 30]], np.float32),
+                         point_classes=np.array([1, 2, 1]), class_names=tuple(names)))
+        w.commit("pts", "synthetic", {})
+    return root
+
+
+def test_data_crops_of_several_datasets_into_one_folder(tnbc_records, tmp_path, capsys):
+    """Hu et al. train on the nuclei of every H&E set: TNBC's 4,028 untyped instance crops (PROVENANCE.md) and a
+    typed centre dataset's crops in one folder, each crop keeping its image's split and type."""
+    typed = _typed_points(tmp_path / "typed", ("epi", "lym"))
+    out = tmp_path / "crops"
+    assert main(["data", "crops", str(tnbc_records), str(typed), "--out", str(out), "--quiet"]) == 0
+    assert "wrote 4034 crops of 52 images" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dataset"] == "tnbc+pts-crops" and summary["class_names"] == ["epi", "lym"]
+    assert summary["splits"]["all"]["images"] == 4028  # TNBC's own split name
+    assert (summary["splits"]["train"]["images"], summary["splits"]["test"]["images"]) == (3, 3)
+    from zoo.evaluation.cluster import read_crops
+
+    crops = read_crops(str(out))  # what the GAN training and evaluation read
+    assert collections.Counter(zip(crops["dataset"], crops["type"].tolist())) == {
+        ("tnbc", 0): 4028, ("pts", 1): 4, ("pts", 2): 2}
+
+
+def test_data_crops_refuses_typed_datasets_with_other_type_names(tmp_path, capsys):
+    a = _typed_points(tmp_path / "a", ("epi", "lym"))
+    b = _typed_points(tmp_path / "b", ("tumour", "stroma"))
+    assert main(["data", "crops", str(a), str(b), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "'tumour', 'stroma'" in err and "one list of type names" in err
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())  # nothing half-written
