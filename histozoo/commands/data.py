@@ -66,8 +66,9 @@ def _cmd_crops(args) -> int:
     from zoo.data.crops import CropConfig, write_crops
 
     cfg = CropConfig(size=args.size, source=args.source, min_pixels=args.min_pixels)
+    rename = parse_key_values(args.rename_split, "--rename-split")
     summary = write_crops(args.data, args.out, cfg, split=args.split, per_shard=args.per_shard,
-                          progress=not args.quiet)
+                          progress=not args.quiet, rename_splits=rename)
     print(format_summary(summary))
     n = sum(s["images"] for s in summary["splits"].values())
     print(f"wrote {n} crops of {summary['options']['parent_images']} images to {os.path.abspath(args.out)}  "
@@ -119,5 +120,7 @@ def add(sub) -> None:
                    help="skip nuclei with fewer pixels (instances only)")
     c.add_argument("--split", default=None, help="only this split's shards (default: every split)")
     c.add_argument("--per-shard", type=int, default=4096, help="crops per shard (default 4096)")
+    c.add_argument("--rename-split", action="append", metavar="FROM=TO", help="write the crops of split FROM as "
+                   "split TO, e.g. all=train for a dataset without splits (repeatable)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=_cmd_crops)

@@ -151,7 +151,7 @@ def crops_from_sample(sample: Sample, config: CropConfig = CropConfig()) -> list
 
 
 def write_crops(source, out_dir: str, config: CropConfig = CropConfig(), split: str | None = None,
-                per_shard: int = 4096, progress: bool = True) -> dict:
+                per_shard: int = 4096, progress: bool = True, rename_splits: dict | None = None) -> dict:
     """Write the crops of every image of ``source`` into ``out_dir``: a built data dir, a shard path, or a list of
     either -- several datasets into one crops folder (Hu et al. train on the nuclei of every H&E set they have), each
     image keeping its own split; their typed images must share one list of type names (untyped ones, type 0, mix
@@ -159,10 +159,12 @@ def write_crops(source, out_dir: str, config: CropConfig = CropConfig(), split: 
 
     Shards are named by the parent image's split (``{split}-NNNNN.tfrecord.gz``) with a ``summary.json`` like
     zoo.data.build's, so the crops load with ``zoo.data.input.dataset`` / ``records.read_samples``. Atomic: written
-    into a hidden temporary folder and moved into place only when complete. Returns the summary.
+    into a hidden temporary folder and moved into place only when complete. Returns the summary. rename_splits:
+    {parent split: crop split}, e.g. ``{"all": "train"}`` to train on a dataset that has no split of its own.
     """
     from zoo.data.build import DatasetWriter, progress_bar
 
+    rename = {str(k): str(v) for k, v in (rename_splits or {}).items()}
     paths = []
     for src in [source] if isinstance(source, (str, os.PathLike)) else list(source):
         src = os.fspath(src)
@@ -183,6 +185,8 @@ def write_crops(source, out_dir: str, config: CropConfig = CropConfig(), split: 
                                 f"{list(sample.class_names)}, an earlier one {list(class_names)}: one crops folder "
                                 f"holds one list of type names (crop typed datasets with other names apart)")
             class_names = tuple(sample.class_names) or class_names
+            if sample.split in rename:
+                sample = dataclasses.replace(sample, split=rename[sample.split])
             try:
                 crops = crops_from_sample(sample, config)
             except ZooError:

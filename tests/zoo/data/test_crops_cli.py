@@ -74,6 +74,12 @@ def test_data_crops_of_several_datasets_into_one_folder(tnbc_records, tmp_path, 
     assert summary["dataset"] == "tnbc+pts-crops" and summary["class_names"] == ["epi", "lym"]
     assert summary["splits"]["all"]["images"] == 4028  # TNBC's own split name
     assert (summary["splits"]["train"]["images"], summary["splits"]["test"]["images"]) == (3, 3)
+    # TNBC has no split of its own: --rename-split puts its crops into the training split
+    out2 = tmp_path / "crops2"
+    assert main(["data", "crops", str(tnbc_records), str(typed), "--out", str(out2), "--rename-split", "all=train",
+                 "--quiet"]) == 0
+    splits = json.loads((out2 / "summary.json").read_text())["splits"]
+    assert {k: v["images"] for k, v in splits.items()} == {"train": 4031, "test": 3}
     from zoo.evaluation.cluster import read_crops
 
     crops = read_crops(str(out))  # what the GAN training and evaluation read
