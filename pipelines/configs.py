@@ -31,6 +31,26 @@ RUN_FN = "pipelines.trainer.module.run_fn"
 EVAL_THRESHOLDS = {"pixel_dice": 0.0, "aji": 0.0}  # keys of zoo.metrics.segmentation_report
 COMPARE_METRIC = "aji"
 MIN_IMPROVEMENT = 0.0
+#: the same for a model that clusters nucleus crops (zoo.models.gan): keys of zoo.evaluation.cluster.evaluate_clusters
+CLUSTER_THRESHOLDS = {"purity": 0.0}
+CLUSTER_COMPARE_METRIC = "purity"
+#: ``--dataset records``: the data root is a built records folder (``histozoo data build`` / ``data crops`` /
+#: ``synth``), read by HistoRecordsGen with the experiment's train_split -> train and val_split -> eval
+RECORDS_DATASET = "records"
+
+
+def clusters_crops(model_name: str) -> bool:
+    """True when the registered model ``model_name`` clusters nucleus crops (a zoo.models.gan model)."""
+    from zoo.models.registry import get
+
+    return hasattr(get(model_name), "sample_grid")
+
+
+def eval_defaults(model_name: str) -> tuple[dict, str]:
+    """(thresholds, compare_metric) the Evaluator blesses ``model_name`` by when the caller gives none."""
+    if clusters_crops(model_name):
+        return dict(CLUSTER_THRESHOLDS), CLUSTER_COMPARE_METRIC
+    return dict(EVAL_THRESHOLDS), COMPARE_METRIC
 #: fraction of patients (source ids) in eval when a dataset has neither folds nor its own splits
 EVAL_FRACTION = 0.2
 

@@ -1,6 +1,7 @@
 """``create_pipeline``: the histozoo TFX pipeline (wiring only; constants in configs.py, orchestrators in the runners).
 
     HistoExampleGen (raw folder -> our records, Beam) -> StatisticsGen -> SchemaGen -> ExampleValidator
+       [with ``dataset="records"``: HistoRecordsGen (a built records folder, e.g. ``histozoo data crops``, as it is)]
     -> Trainer (GenericExecutor, pipelines/trainer/module.py: run_fn -> zoo.training.train)
        [with ``synth``: HistoSynthGen (``histozoo synth`` as a step) -> Trainer, which then trains on synthetic
         records only; the statistics, schema and Evaluator stay on the real dataset]
@@ -19,6 +20,7 @@ from pipelines import configs, ingest
 from pipelines.components.baseline import StableBaselineStrategy
 from pipelines.components.evaluator import HistoEvaluator
 from pipelines.components.example_gen import HistoExampleGen
+from pipelines.components.records_gen import HistoRecordsGen
 from pipelines.components.registry import MlflowRegistrar
 from pipelines.components.synth_gen import HistoSynthGen
 
@@ -31,7 +33,7 @@ def create_pipeline(experiment, data_root: str, dataset: str, pipeline_root: str
                     metadata_path: Optional[str] = None, beam_args: Optional[Sequence[str]] = None, *,
                     pipeline_name: Optional[str] = None, serving_dir: Optional[str] = None,
                     reader_options: Optional[dict] = None, eval_fraction: float = configs.EVAL_FRACTION,
-                    thresholds: Optional[dict] = None, compare_metric: str = configs.COMPARE_METRIC,
+                    thresholds: Optional[dict] = None, compare_metric: Optional[str] = None,
                     min_improvement: float = configs.MIN_IMPROVEMENT, eval_max_images: int = 0,
                     registered_model_name: Optional[str] = None, mlflow_tracking_uri: str = "",
                     promote_metric: str = "", promote_margin: float = 0.0,
@@ -42,10 +44,13 @@ def create_pipeline(experiment, data_root: str, dataset: str, pipeline_root: str
 
     experiment: ExperimentConfig, dict or YAML/JSON path (model, input, loss, epochs, fold/splits, postprocess,
     tracking). data_root / dataset: the raw folder and its zoo.data.readers name. pipeline_root: where artifacts
-    go. metadata_path: sqlite MLMD file (None: the orchestrator's own store, e.g. on Kubeflow). beam_args: Beam
-    pipeline args (default: DirectRunner multi-processing, configs.BEAM_PIPELINE_ARGS). serving_dir: the Pusher's
+    go. dataset ``records`` (configs.RECORDS_DATASET): data_root is a built records folder read as it is
+    (HistoRecordsGen: the experiment's train_split -> train, val_split -> eval), e.g. nucleus crops for a GAN.
+    metadata_path: sqlite MLMD file (None: the orchestrator's own store, e.g. on Kubeflow). beam_args: Beam pipeline
+    args (default: DirectRunner multi-processing, configs.BEAM_PIPELINE_ARGS). serving_dir: the Pusher's
     base directory (default ``<pipeline_root>/serving_model``). thresholds: {metric: minimum} for blessing;
-    compare_metric / min_improvement: beating the blessed baseline. registered_model_name: MLflow registry name
+    compare_metric / min_improvement: beating the blessed baseline (defaults: configs.eval_defaults, i.e. pixel Dice
+    and AJI for segmentation models, purity for the GAN models). registered_model_name: MLflow registry name
     (``configs.registered_model_name``: this argument, else the experiment's ``tracking.register_as``, else the
     pipeline name). module_file or run_fn: the Trainer's user
     code. baseline: ``stable`` (StableBaselineStrategy, cache-friendly) or ``latest`` (TFX's
@@ -62,7 +67,14 @@ def create_pipeline(experiment, data_root: str, dataset: str, pipeline_root: str
     split = ingest.SplitSpec.for_experiment(cfg, eval_fraction)
     if baseline not in ("stable", "latest"):
         raise ConfigError(f"baseline must be 'stable' or 'latest', got {baseline!r}")
-    if os.path.isdir(data_root):  # a local folder: check it is that dataset now, not inside a Beam worker
+    track = cfg.tracking_config()
+    if not (track.enabled and track.log_model):
+        raise ConfigError(f"experiment {cfg.name!r}: the pipeline's MlflowRegistrar registers the model the Trainer's "
+                          f"MLflow run logged: set tracking.enabled and tracking.log_model to true")
+    default_thresholds, default_compare = configs.eval_defaults(cfg.model)
+    thresholds = default_thresholds if thresholds is None else thresholds
+    compare_metric = compare_metric or default_compare
+    if dataset != configs.RECORDS_DATASET and os.path.isdir(data_root):  # check it is that dataset now, not in Beam
         from zoo.data.readers import get_reader
 
         get_reader(dataset)(data_root, **(reader_options or {}))
@@ -80,8 +92,14 @@ def create_pipeline(experiment, data_root: str, dataset: str, pipeline_root: str
                                   options=synth.get("options"), refiner=synth.get("refiner") or "",
                                   input_fingerprint=ingest.input_fingerprint(synth["images"]))
 
-    example_gen = HistoExampleGen(dataset=dataset, data_root=data_root, split_spec=split,
-                                  reader_options=reader_options, input_fingerprint=ingest.input_fingerprint(data_root))
+    if dataset == configs.RECORDS_DATASET:
+        example_gen = HistoRecordsGen(records=data_root, splits={ingest.TRAIN: split.train_split,
+                                                                 ingest.EVAL: split.eval_split},
+                                      input_fingerprint=ingest.input_fingerprint(data_root))
+    else:
+        example_gen = HistoExampleGen(dataset=dataset, data_root=data_root, split_spec=split,
+                                      reader_options=reader_options,
+                                      input_fingerprint=ingest.input_fingerprint(data_root))
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False)
     example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
@@ -109,7 +127,7 @@ def create_pipeline(experiment, data_root: str, dataset: str, pipeline_root: str
     evaluator = HistoEvaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         baseline_model=resolver.outputs["model"], experiment=experiment_dict,
-        thresholds=configs.EVAL_THRESHOLDS if thresholds is None else thresholds,
+        thresholds=thresholds,
         compare_metric=compare_metric, min_improvement=min_improvement, max_images=eval_max_images)
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],

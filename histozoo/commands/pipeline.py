@@ -99,13 +99,17 @@ def _common(q) -> None:
                    "registered-model name, unless --registered-model or the config's tracking.register_as gives one "
                    "(that order: --registered-model, then register_as, then NAME)")
     q.add_argument("--config", required=True, help="experiment config (YAML/JSON) of the model to train")
-    q.add_argument("--dataset", required=True, help="dataset reader name (see `histozoo data list`)")
-    q.add_argument("--data-root", required=True, help="the raw dataset folder (an object-store URI, gs://... or "
-                   "s3://..., when compiling)")
+    q.add_argument("--dataset", required=True, help="dataset reader name (see `histozoo data list`), or 'records': "
+                   "DATA_ROOT is a built records folder (histozoo data build / data crops / synth) trained on as it "
+                   "is (the config's train_split / val_split)")
+    q.add_argument("--data-root", required=True, help="the raw dataset folder, or the records folder with --dataset "
+                   "records (an object-store URI, gs://... or s3://..., when compiling)")
     q.add_argument("--option", action="append", metavar="KEY=VALUE", help="reader option (repeatable)")
     q.add_argument("--threshold", action="append", metavar="METRIC=MIN",
-                   help="blessing threshold, e.g. aji=0.5 (repeatable; default pixel_dice=0 aji=0)")
-    q.add_argument("--compare-metric", default=None, help="metric that must beat the blessed baseline (aji)")
+                   help="blessing threshold, e.g. aji=0.5 (repeatable; default pixel_dice=0 aji=0, for a GAN "
+                        "purity=0)")
+    q.add_argument("--compare-metric", default=None, help="metric that must beat the blessed baseline "
+                   "(aji; purity for a GAN)")
     q.add_argument("--min-improvement", type=float, default=None, help="margin over the baseline (0)")
     q.add_argument("--eval-max-images", type=int, default=0, help="score only the first N eval images (0 = all)")
     q.add_argument("--registered-model", default=None, help="MLflow registered model name (wins over the "

@@ -1,4 +1,4 @@
-"""HistoEvaluator: scores the trained model on the eval split with the papers' segmentation metrics and blesses it.
+"""HistoEvaluator: scores the trained model on the eval split with the papers' metrics and blesses it.
 
 Metrics come from ``zoo.evaluation.evaluate`` -- the same evaluation the CLI runs: ``zoo.inference.predict`` with the
 model's InferenceSpec (written by the Trainer beside model.keras and inside the pushed SavedModel: its resolution and
@@ -7,6 +7,7 @@ Dice/IoU; AJI, Kumar et al. 2017, TMI 36(7):1550-1560, eq. 1; PQ, Kirillov et al
 latest blessed model is given as ``baseline_model`` (a LatestBlessedModelStrategy resolver), it is scored on the
 same eval images and the candidate must beat it (pipelines/blessing.py). Outputs a ``ModelEvaluation``
 (``metrics.json``: both models' means and per-image rows, the thresholds and the reasons) and a ``ModelBlessing``
+(a GAN model, zoo.models.gan, is scored by its clusters of the eval crops instead: :func:`score`)
 with the custom properties the standard Pusher and the resolver read (``blessed``, ``current_model_id``, ...).
 """
 
@@ -77,10 +78,13 @@ def load_model_artifact(model_uri: str):
 
 def score(model_uri: str, records: list[str], max_images: int = 0) -> dict:
     """zoo.evaluation.evaluate of the Keras model stored in a Model artifact, through its own InferenceSpec
-    (:func:`load_model_artifact`): the blessing scores exactly what the Pusher pushes and TF Serving serves."""
-    from zoo.evaluation import evaluate
+    (:func:`load_model_artifact`): the blessing scores exactly what the Pusher pushes and TF Serving serves. A model
+    that clusters nucleus crops (zoo.models.gan) is scored as the training core scores it
+    (``zoo.training.train.evaluators``: purity / entropy / F-score of Q's clusters of the eval crops)."""
+    from zoo.training.train import evaluators
 
     loaded = load_model_artifact(model_uri)
+    evaluate = evaluators(loaded.model)[0]
     return evaluate(loaded.model, records, split="eval", spec=loaded.spec, max_images=max_images)
 
 

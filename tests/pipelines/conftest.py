@@ -48,3 +48,24 @@ def _tiny_experiment(name: str = "tfx-e2e") -> dict:
         "postprocess": {"method": "threshold", "threshold": 0.5},
         "tracking": {"enabled": True, "experiment": "histozoo-tfx-test", "register_as": "", "log_model": True},
     }
+
+
+# CRCHistoPhenotypes images for the GAN pipeline: image numbers divisible by 4 are its test split (PROVENANCE.md)
+SMALL_CRC = {"train": ["img1", "img2"], "test": ["img4", "img8"]}
+
+
+@pytest.fixture(scope="session")
+def crc_crops_small(shared_data, tmp_path_factory):
+    """32 x 32 nucleus crops (histozoo data crops) of 4 real CRCHistoPhenotypes images (SMALL_CRC), built through
+    the dataset's reader: typed centres (epithelial / inflammatory / fibroblast / others), split by image."""
+    from zoo.data.build import build
+    from zoo.data.crops import CropConfig, write_crops
+
+    src = shared_data / "crchistophenotypes" / "CRCHistoPhenotypes_2016_04_28"
+    root = tmp_path_factory.mktemp("crc_small")
+    for ids in SMALL_CRC.values():
+        for i in ids:
+            shutil.copytree(src / i, root / "raw" / i)
+    build("crchistophenotypes", str(root / "raw"), str(root / "records"), progress=False)
+    write_crops(str(root / "records"), str(root / "crops"), CropConfig(size=32), progress=False)
+    return root / "crops"

@@ -5,6 +5,8 @@ Run inside the environment: ``scripts/tfx_env.sh run python -m pytest -m tfx tes
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytestmark = pytest.mark.tfx
@@ -102,3 +104,34 @@ def test_stable_baseline_strategy():
     assert resolve(m1)["model"] == [] and resolve(m1)["candidate"] == [m1]
     # no models or blessings yet: nothing
     assert s.resolve_artifacts(None, {"model": [], "model_blessing": [], "candidate": [m1]})["model"] == []
+
+
+def test_records_dataset_and_the_evaluators_defaults_per_model_kind(tiny_experiment, tmp_path):
+    """``--dataset records``: HistoRecordsGen reads the experiment's train_split / val_split of a built folder; the
+    Evaluator blesses a GAN by purity and a segmentation model by pixel Dice / AJI unless told otherwise."""
+    from pipelines.pipeline import create_pipeline
+    from zoo.errors import ConfigError
+
+    gan = {"name": "g", "model": "infowgan_gp", "model_config": {"image_size": 8, "categories": 2},
+           "loss": "infowgan_gp", "train_split": "train", "val_split": "test", "input": {"patch_size": 8, "target": "points"},
+           "tracking": {"enabled": True, "experiment": "x", "register_as": "", "log_model": True}}
+    p = create_pipeline(gan, "gs://bucket/crops", "records", "gs://bucket/root", pipeline_name="crc-gan")
+    by_id = {c.id: c for c in p.components}
+    assert "HistoExampleGen" not in by_id
+    assert json.loads(by_id["HistoRecordsGen"].exec_properties["splits"]) == {"eval": "test", "train": "train"}
+    ev = by_id["HistoEvaluator"].exec_properties
+    assert json.loads(ev["thresholds"]) == {"purity": 0.0} and ev["compare_metric"] == "purity"
+    p = create_pipeline(gan, "gs://bucket/crops", "records", "gs://bucket/root", pipeline_name="crc-gan",
+                        thresholds={"purity": 0.4}, compare_metric="f_score")
+    ev = {c.id: c for c in p.components}["HistoEvaluator"].exec_properties
+    assert json.loads(ev["thresholds"]) == {"purity": 0.4} and ev["compare_metric"] == "f_score"
+
+    p = create_pipeline(tiny_experiment(), "gs://bucket/tnbc", "tnbc", "gs://bucket/root", pipeline_name="t")
+    ev = {c.id: c for c in p.components}["HistoEvaluator"].exec_properties
+    assert json.loads(ev["thresholds"]) == {"pixel_dice": 0.0, "aji": 0.0} and ev["compare_metric"] == "aji"
+
+    # the registrar registers the run's logged model: a config that logs none is refused before anything runs
+    exp = tiny_experiment()
+    exp["tracking"]["log_model"] = False
+    with pytest.raises(ConfigError, match="tracking.log_model"):
+        create_pipeline(exp, "gs://bucket/tnbc", "tnbc", "gs://bucket/root", pipeline_name="t")

@@ -167,8 +167,8 @@ def evaluate_clusters(model, source, split: str = "test", fold=None, spec=None, 
     """The training core's evaluation of a model that clusters crops (zoo.training.train dispatches here for the
     GAN models): Q's clusters of every crop of ``split`` scored against the crops' types with
     zoo.metrics.clustering. ``{"mean": {purity, entropy (bits), f_score (Hu's F, majority assignment), accuracy,
-    n}, "report": score(...)}``; the segmentation options (max_images, hausdorff, spec, fold) have no meaning here
-    and are ignored."""
+    n}, "report": score(...), "images": crops scored}``; the segmentation options (max_images, hausdorff, spec, fold)
+    have no meaning here and are ignored."""
     crops = read_crops(source, split)
     clusters = assign(model, crops["images"], progress=progress).argmax(1)
     rep = score(clusters, crops["type"], crops["class_names"])
@@ -176,7 +176,7 @@ def evaluate_clusters(model, source, split: str = "test", fold=None, spec=None, 
         raise DataError(str(source), f"split {split!r} has no typed crops to score the clusters against")
     mean = {"purity": rep["purity"], "entropy": rep["entropy"], "f_score": rep["f1_weighted"],
             "accuracy": rep["accuracy"], "n": rep["typed"]}
-    return {"mean": mean, "report": rep}
+    return {"mean": mean, "report": rep, "images": len(clusters)}  # images: crops scored (the TFX Evaluator's count)
 
 
 def save_samples(model, source, out_dir: str, split: str = "test", fold=None, spec=None, seed: int = 0) -> str:
