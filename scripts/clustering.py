@@ -6,7 +6,8 @@ typed nucleus crops (``histozoo data crops``), every score from zoo.metrics.clus
   k-means (k-means++ init, as Hu et al. IV-B) on raw pixels (Yuan & Suh's baseline), on hand-made features (Lab colour
   histogram + uniform LBP histogram + HOG, scikit-image; Hu et al.'s "MF" is SIFT + LBP + Lab histogram), on D's
   features (the 8192-d embedding of IV-C: of the trained GAN given with --model, and of the same architecture at
-  random initialisation, "CNN features, random-init"), and the GAN's own clusters (argmax Q(c|x)).
+  random initialisation, "CNN features, random-init"), and the GAN's own clusters (argmax Q(c|x)); with --dec, Deep
+  Embedded Clustering on HOG (Xie et al. 2016, zoo.evaluation.dec: "HOG + DEC").
 - Table II: the k-means rows at each k of --k (4 5 6); the GAN's k is its number of categories.
 - Table I (feature quality): an L2-SVM (scikit-learn LinearSVC: squared hinge, L2 penalty) trained on the typed crops
   of --train-split and tested on those of --split (CRCHistoPhenotypes: split by image = source), on D's features vs
@@ -65,6 +66,13 @@ def hog_features(gray: np.ndarray, cell: int = 8) -> np.ndarray:
 
     return hog(gray, orientations=9, pixels_per_cell=(cell, cell), cells_per_block=(2, 2),
                block_norm="L2-Hys", feature_vector=True).astype(np.float32)
+
+
+def hog_only_features(images: np.ndarray) -> np.ndarray:
+    """Per crop: its grey-level HOG alone (324 at 32 x 32), the input of the HOG + DEC baseline."""
+    from skimage.color import rgb2gray
+
+    return np.stack([hog_features((rgb2gray(img) * 255).astype(np.uint8)) for img in images])
 
 
 def handmade_features(images: np.ndarray) -> np.ndarray:
@@ -138,12 +146,31 @@ def d_features(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ tables
-def clustering_table(images, types, ks, models_: dict, seed: int = 0, baselines: bool = True,
-                     random_init: tuple = ()) -> list:
-    """Rows of Table II / III: k-means on raw pixels and hand-made features (unless not ``baselines``) and on each
-    model's D features at every k, and each trained model's own Q clusters (not those of the ``random_init``
-    models: an untrained Q clusters nothing, only their D features are scored)."""
+def dec_rows(images, types, ks, seed: int = 0, **options) -> list:
+    """HOG + DEC rows (Xie et al. 2016, zoo.evaluation.dec.dec_clusters; ``options`` go to it) at every k, with DEC's
+    own k-means initialisation scored beside it and whether its assignments converged."""
+    from zoo.evaluation.dec import dec_clusters
+
+    x = hog_only_features(images)
     rows = []
+    for k in ks:
+        t = time.time()
+        out = dec_clusters(x, k, seed, **options)
+        rows.append({"method": "DEC on HOG", "k": k, **score_clusters(out["clusters"], types),
+                     "dec_iterations": out["iterations"], "dec_converged": out["converged"],
+                     "seconds": time.time() - t})
+        rows.append({"method": "k-means on DEC's pretrained HOG embedding (its initialisation)", "k": k,
+                     **score_clusters(out["kmeans_clusters"], types)})
+    return rows
+
+
+def clustering_table(images, types, ks, models_: dict, seed: int = 0, baselines: bool = True,
+                     random_init: tuple = (), dec: dict | None = None) -> list:
+    """Rows of Table II / III: k-means on raw pixels and hand-made features (unless not ``baselines``) and on each
+    model's D features at every k, each trained model's own Q clusters (not those of the ``random_init``
+    models: an untrained Q clusters nothing, only their D features are scored), and HOG + DEC when ``dec`` is a dict
+    of dec_clusters options."""
+    rows = dec_rows(images, types, ks, seed, **dec) if dec is not None else []
     feats = ({"raw pixels": raw_pixel_features(images), "hand-made (Lab hist + LBP + HOG)": handmade_features(images)}
              if baselines else {})
     per_model = {name: (gan_features(m, images) if name not in random_init else (None, d_features(m, images)))
@@ -200,6 +227,9 @@ def main(argv=None) -> int:
                     help="only the GAN rows (no raw-pixel / hand-made k-means, no hand-made L2-SVM)")
     ap.add_argument("--random-init", default="infowgan_gp", help="also score this GAN architecture at random "
                                                                  "initialisation (its default config; '' = no)")
+    ap.add_argument("--dec", action="store_true", help="also HOG + DEC (Xie et al. 2016) at each --k")
+    ap.add_argument("--dec-pretrain-epochs", type=int, default=100, help="DEC's autoencoder epochs")
+    ap.add_argument("--dec-max-iterations", type=int, default=20000, help="DEC's clustering-stage SGD batches at most")
     ap.add_argument("--split", default="test", help="the evaluation split (clustering and SVM test)")
     ap.add_argument("--train-split", default="train", help="the SVM's training split ('' = no Table I)")
     ap.add_argument("--k", type=int, nargs="+", default=[4, 5, 6])
@@ -225,7 +255,9 @@ def main(argv=None) -> int:
         nets[random[0]] = net
     images, types = _typed(test)
     out = {"crops": os.path.abspath(args.crops), "split": args.split, "class_names": list(test["class_names"]),
-           "clustering": clustering_table(images, types, args.k, nets, args.seed, args.baselines, random)}
+           "clustering": clustering_table(images, types, args.k, nets, args.seed, args.baselines, random,
+                                          {"pretrain_epochs": args.dec_pretrain_epochs,
+                                           "max_iterations": args.dec_max_iterations} if args.dec else None)}
     if args.train_split:
         out["features"] = feature_table(_typed(read_crops(args.crops, args.train_split)), (images, types), nets,
                                         args.seed, args.baselines)

@@ -70,11 +70,15 @@ def test_the_script_writes_every_table(script, tmp_path, toy_crops):
     net.save(str(tmp_path / "run/checkpoints/last.keras"))
     out = str(tmp_path / "tables.json")
     assert script.main(["--crops", crops, "--model", str(tmp_path / "run/checkpoints/last.keras"), "--random-init",
-                        "", "--k", "2", "3", "--out", out]) == 0
+                        "", "--k", "2", "3", "--dec", "--dec-pretrain-epochs", "2", "--dec-max-iterations", "300",
+                        "--out", out]) == 0
     t = json.loads(pathlib.Path(out).read_text())
     methods = [(r["method"], r["k"]) for r in t["clustering"]]
     assert ("k-means on raw pixels", 2) in methods and ("k-means on raw pixels", 3) in methods
     assert ("k-means on D features (run)", 3) in methods and ("GAN Q (run)", 2) in methods
+    assert ("DEC on HOG", 2) in methods and ("DEC on HOG", 3) in methods
+    dec = [r for r in t["clustering"] if r["method"] == "DEC on HOG"]
+    assert all(0 < r["dec_iterations"] <= 300 for r in dec)
     assert all(r["n"] == 12 and 0 <= r["purity"] <= 1 for r in t["clustering"])
     assert [r["features"] for r in t["features"]] == ["hand-made (Lab hist + LBP + HOG)", "D features (run)"]
     assert all(r["n_train"] == 12 and r["n_test"] == 12 for r in t["features"])
