@@ -1,7 +1,7 @@
 """The GAN models (zoo.models.gan) through the shared harness's GAN checks: G / D / Q built on tiny shapes with the
 right outputs and variable sets, config validation and round trip, the embedding's adaptive max-pool against a
 brute-force reference, a .keras round trip (outputs and the three optimizers' state), and the SavedModel of the Q
-classifier (serving.cluster) serving the same probabilities, clusters and embedding."""
+classifier (serving.cluster) serving the same probabilities, clusters and embedding, in process and over gRPC."""
 
 
 import numpy as np
@@ -157,3 +157,20 @@ def test_q_classifier_savedmodel_serves_model_outputs(harness, tmp_path):
     np.testing.assert_allclose(by_bytes["probabilities"].numpy(), out["probabilities"].numpy(), atol=1e-6)
     with pytest.raises(ConfigError, match="already exists"):
         export_cluster_model(model, str(tmp_path / "q"), version=1)
+    # served like the other models: the local PredictionService over gRPC answers what the model computes
+    from serving.client import PredictClient, ServingError
+    from serving.config import ModelEntry
+    from serving.local_server import LocalModelServer
+
+    with LocalModelServer([ModelEntry("q", str(tmp_path / "q"))]) as srv:
+        assert srv.target.startswith("127.0.0.1:")
+        with PredictClient(srv.target, retries=0) as c:
+            grpc_out = c.predict("q", {"crops": x.astype(np.float32) / 255.0})
+            np.testing.assert_allclose(grpc_out["probabilities"], np.asarray(want["probabilities"]), atol=1e-5)
+            np.testing.assert_array_equal(grpc_out["cluster"], out["cluster"].numpy())
+            with pytest.raises(ServingError) as err:  # a bad request gets a status and the server keeps serving
+                c.predict("q", {"images": x.astype(np.float32)})
+            assert err.value.code == "INVALID_ARGUMENT"
+            by_png = c.predict("q", {"crop_bytes": np.array([p.numpy() for p in pngs], dtype=object)},
+                               signature="predict_bytes")
+            np.testing.assert_allclose(by_png["probabilities"], out["probabilities"].numpy(), atol=1e-6)
