@@ -68,35 +68,30 @@ def hog_features(gray: np.ndarray, cell: int = 8) -> np.ndarray:
                block_norm="L2-Hys", feature_vector=True).astype(np.float32)
 
 
-def hog_only_features(images: np.ndarray) -> np.ndarray:
-    """Per crop: its grey-level HOG alone (324 at 32 x 32), the input of the HOG + DEC baseline."""
+def gray8(image: np.ndarray) -> np.ndarray:
+    """An RGB crop as 8-bit grey levels (skimage ``rgb2gray``), the input of the LBP and HOG features."""
     from skimage.color import rgb2gray
 
-    return np.stack([hog_features((rgb2gray(img) * 255).astype(np.uint8)) for img in images])
+    return (rgb2gray(image) * 255).astype(np.uint8)
+
+
+def hog_only_features(images: np.ndarray) -> np.ndarray:
+    """Per crop: its grey-level HOG alone (324 at 32 x 32), the input of the HOG + DEC baseline."""
+    return np.stack([hog_features(gray8(img)) for img in images])
 
 
 def handmade_features(images: np.ndarray) -> np.ndarray:
     """Per crop: Lab colour histogram (24) + uniform LBP histogram (10) + HOG (324 at 32 x 32), concatenated."""
-    from skimage.color import rgb2gray
-
-    out = []
-    for img in images:
-        gray = (rgb2gray(img) * 255).astype(np.uint8)
-        out.append(np.concatenate([color_histogram(img), lbp_histogram(gray), hog_features(gray)]))
-    return np.stack(out)
-
-
-def standardize(train: np.ndarray, *others: np.ndarray):
-    """Zero mean, unit variance per feature with the statistics of ``train`` (constant features left at 0)."""
-    mu, sd = train.mean(0), train.std(0)
-    sd = np.where(sd > 0, sd, 1.0)
-    return [(a - mu) / sd for a in (train, *others)]
+    return np.stack([np.concatenate([color_histogram(img), lbp_histogram(g), hog_features(g)])
+                     for img, g in ((img, gray8(img)) for img in images)])
 
 
 # ------------------------------------------------------------------------------------------------ methods
 def kmeans_clusters(features: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     """k-means with k-means++ initialisation (Hu et al. IV-B), 10 restarts, on standardised features."""
     from sklearn.cluster import KMeans
+
+    from zoo.evaluation.cluster import standardize
 
     (x,) = standardize(features)
     return KMeans(n_clusters=k, init="k-means++", n_init=10, random_state=seed).fit_predict(x)

@@ -94,12 +94,12 @@ def kmeans_assigner(features: np.ndarray, k: int, seed: int = 0):
     (standardised with their statistics), every nucleus to its nearest centre."""
     from sklearn.cluster import KMeans
 
+    from zoo.evaluation.cluster import standardize
+
     def assign(train_mask):
-        tr = features[train_mask]
-        mu, sd = tr.mean(0), tr.std(0)
-        sd = np.where(sd > 0, sd, 1.0)
-        km = KMeans(n_clusters=k, init="k-means++", n_init=10, random_state=seed).fit((tr - mu) / sd)
-        return km.predict(((features - mu) / sd).astype(km.cluster_centers_.dtype))
+        tr, everything = standardize(features[train_mask], features)
+        km = KMeans(n_clusters=k, init="k-means++", n_init=10, random_state=seed).fit(tr)
+        return km.predict(everything.astype(km.cluster_centers_.dtype))
 
     return assign
 

@@ -21,6 +21,16 @@ import numpy as np
 from zoo.errors import DataError
 
 
+def standardize(train, *others, dtype=None) -> list:
+    """Zero mean, unit variance per feature with the statistics of ``train`` (constant features left at 0); returns
+    ``[train, *others]`` so standardised, in ``dtype`` (default: ``train``'s). The one standardisation of the
+    features of k-means, the L2-SVM and DEC."""
+    train = np.asarray(train, dtype)
+    mu, sd = train.mean(0), train.std(0)
+    sd = np.where(sd > 0, sd, 1.0)
+    return [(np.asarray(a, train.dtype) - mu) / sd for a in (train, *others)]
+
+
 def read_crops(source, split: Optional[str] = None) -> dict:
     """The crops of ``source`` (a folder written by ``histozoo data crops``, or shard paths): ``images`` uint8
     [N, S, S, 3] and per-crop ``type`` (0 = unknown), ``image_id``, ``source_id``, ``dataset``, ``organ``,

@@ -78,9 +78,9 @@ def dec_clusters(features: np.ndarray, k: int, seed: int = 0, dims: tuple = (500
     import keras
     from sklearn.cluster import KMeans
 
-    x = np.asarray(features, np.float32)
-    mu_x, sd = x.mean(0), x.std(0)
-    x = (x - mu_x) / np.where(sd > 0, sd, 1.0)
+    from zoo.evaluation.cluster import standardize
+
+    (x,) = standardize(features, dtype=np.float32)
     keras.utils.set_random_seed(seed)
     ae, enc = _autoencoder(x.shape[1], tuple(dims), dropout)
     ae.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")

@@ -93,11 +93,11 @@ def svm_predict(train_x, train_y, test_x, c: float = 1.0, seed: int = 0) -> np.n
     the training images' proportions standardised with their own mean / std (constant columns left at 0)."""
     from sklearn.svm import LinearSVC
 
-    tr, te = np.asarray(train_x, np.float64), np.asarray(test_x, np.float64)
-    mu, sd = tr.mean(0), tr.std(0)
-    sd = np.where(sd > 0, sd, 1.0)
+    from zoo.evaluation.cluster import standardize
+
+    tr, te = standardize(train_x, test_x, dtype=np.float64)
     svm = LinearSVC(C=c, loss="squared_hinge", penalty="l2", dual="auto", max_iter=10000, random_state=seed)
-    return svm.fit((tr - mu) / sd, np.asarray(train_y)).predict((te - mu) / sd)
+    return svm.fit(tr, np.asarray(train_y)).predict(te)
 
 
 def _predict(method: str, train_x, train_y, test_x, seed: int) -> np.ndarray:

@@ -39,3 +39,16 @@ def test_dec_recovers_separated_blobs_and_its_layer_is_eq1():
     # the Keras clustering layer computes eq. 1 of the final embedding and centroids
     np.testing.assert_allclose(out["q"], soft_assignment(out["embedding"], out["centroids"]), atol=1e-5)
     assert 0 < out["iterations"] <= 400 and 0.0 <= out["changed"] <= 1.0
+
+
+def test_standardize_hand_worked():
+    """zoo.evaluation.cluster.standardize: train [[1, 5], [3, 5]] has mean [2, 5], std [1, 0]; the constant column is
+    left at 0 and the other rows use train's statistics: [7, 9] -> [5, 4]."""
+    from zoo.evaluation.cluster import standardize
+
+    tr, other = standardize(np.array([[1, 5], [3, 5]], np.float32), np.array([[7, 9]], np.float32))
+    np.testing.assert_array_equal(tr, [[-1, 0], [1, 0]])
+    np.testing.assert_array_equal(other, [[5, 4]])
+    assert tr.dtype == np.float32
+    (t64,) = standardize([[1, 5], [3, 5]], dtype=np.float64)
+    assert t64.dtype == np.float64
