@@ -22,6 +22,9 @@ def _cmd_cluster(args) -> int:
                         batch_size=args.batch_size, samples=args.samples, progress=not args.quiet)
     print(f"{res['n']} crops in {len(res['counts'])} clusters: " + ", ".join(
         f"{j}: {n}" for j, n in enumerate(res["counts"])))
+    if len(res["by_dataset"]) > 1:
+        for d, c in res["by_dataset"].items():
+            print(f"  {d}: {sum(c)} crops, per cluster " + ", ".join(str(n) for n in c))
     m = res["metrics"]
     if m is not None:
         print(f"typed crops {m['typed']}: purity {m['purity']:.3f}, entropy {m['entropy']:.3f} bits, "

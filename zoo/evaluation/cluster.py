@@ -144,7 +144,9 @@ def score(clusters: np.ndarray, types: np.ndarray, class_names=()) -> Optional[d
 def cluster_crops(model, source, out_dir: str, split: Optional[str] = None, per_cluster: int = 16, seed: int = 0,
                   batch_size: int = 256, samples: int = 8, progress: bool = True) -> dict:
     """Assign every crop of ``source`` to a cluster with ``model`` (a zoo.models.gan model) and write the module's
-    outputs into ``out_dir`` (atomically, each file). Returns {"n", "counts", "metrics", "files"}."""
+    outputs into ``out_dir`` (atomically, each file): clusters.csv, contact_sheet.png, generated.png, counts.json
+    (the cluster sizes, overall and per dataset of origin: whether Q's categories follow the cell or the dataset a
+    crop came from) and, for typed crops, metrics.json. Returns {"n", "counts", "by_dataset", "metrics", "files"}."""
     from zoo.atomic import save_image, write_json, write_text
 
     crops = read_crops(source, split)
@@ -157,8 +159,13 @@ def cluster_crops(model, source, out_dir: str, split: Optional[str] = None, per_
     clusters = probs.argmax(1)
     k = probs.shape[1]
     os.makedirs(out_dir, exist_ok=True)
-    files = {"csv": os.path.join(out_dir, "clusters.csv"), "sheet": os.path.join(out_dir, "contact_sheet.png")}
+    files = {"csv": os.path.join(out_dir, "clusters.csv"), "sheet": os.path.join(out_dir, "contact_sheet.png"),
+             "counts": os.path.join(out_dir, "counts.json")}
     write_text(files["csv"], _csv_text(crops, probs))
+    datasets = np.asarray(crops["dataset"])
+    counts = np.bincount(clusters, minlength=k).tolist()
+    by_dataset = {str(d): np.bincount(clusters[datasets == d], minlength=k).tolist() for d in sorted(set(datasets))}
+    write_json(files["counts"], {"n": int(len(clusters)), "counts": counts, "by_dataset": by_dataset}, indent=1)
     save_image(files["sheet"], contact_sheet(crops["images"], clusters, k, per_cluster, seed))
     if samples:
         files["generated"] = os.path.join(out_dir, "generated.png")
@@ -167,8 +174,7 @@ def cluster_crops(model, source, out_dir: str, split: Optional[str] = None, per_
     if metrics is not None:
         files["metrics"] = os.path.join(out_dir, "metrics.json")
         write_json(files["metrics"], metrics, indent=1)
-    return {"n": int(len(clusters)), "counts": np.bincount(clusters, minlength=k).tolist(), "metrics": metrics,
-            "files": files}
+    return {"n": int(len(clusters)), "counts": counts, "by_dataset": by_dataset, "metrics": metrics, "files": files}
 
 
 # ------------------------------------------------------------------------------------ the training core's hooks

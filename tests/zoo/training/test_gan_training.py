@@ -149,7 +149,7 @@ def _crops_dir(root):
                 yy, xx = np.ogrid[:40, :40]
                 m = (yy - y) ** 2 + (xx - x) ** 2 <= (2 + k % 2) ** 2
                 inst[m], img[m] = k + 1, (80, 40, 140) if k % 2 else (150, 60, 120)
-            w.add(Sample(image=img, image_id=f"img{i}", dataset="toy", source_id=f"s{i}",
+            w.add(Sample(image=img, image_id=f"img{i}", dataset=("toy", "toy2", "toy")[i], source_id=f"s{i}",
                          split="test" if i == 2 else "train",
                          instances=inst, instance_ids=np.arange(1, 7), instance_classes=1 + np.arange(6) % 2,
                          class_names=("a", "b")))
@@ -268,6 +268,10 @@ def test_histozoo_cluster_writes_csv_sheet_and_the_clustering_metrics(tmp_path):
     from PIL import Image
 
     assert Image.open(tmp_path / "cl/contact_sheet.png").size == (3 * 10 + 2, 3 * 10 + 2)  # k rows of 3, gaps 2
+    counts = json.loads((tmp_path / "cl/counts.json").read_text())
+    sets = np.array([s.dataset for s in samples])
+    assert counts["n"] == len(want) and counts["counts"] == np.bincount(want, minlength=3).tolist()
+    assert counts["by_dataset"] == {d: np.bincount(want[sets == d], minlength=3).tolist() for d in sorted(set(sets))}
     assert Image.open(tmp_path / "cl/generated.png").size == (3 * 8, 2 * 8)
     no_split = ["cluster", str(tmp_path / "gan.keras"), crops, "--out", str(tmp_path / "c2"), "--split", "val"]
     assert main(no_split) == 2  # no such split: one line, exit 2
