@@ -16,10 +16,14 @@ Signatures:
 
 Outputs of the four predict signatures: ``probabilities`` float32 [B, H, W, C] (after the spec's stain normalisation,
 padding and cropping: exactly ``zoo.inference.KerasForward``); ``class_map`` int32 [B, H, W] (argmax); and, when the
-spec's post-processing has an in-graph twin (``PostprocessConfig.in_graph``: ``threshold`` with 8-connectivity),
-``instances`` int32 [B, H, W] and ``num_instances`` int32 [B], equal to the numpy method's output.
+spec's post-processing has an in-graph twin (``PostprocessConfig.in_graph``: ``threshold`` with 8-connectivity, or
+Qu et al.'s ``inner_contour`` with ``grow: dilate``), ``instances`` int32 [B, H, W] and ``num_instances`` int32 [B],
+equal to the numpy method's output; a typed model (the spec names type channels) then also returns
+``instance_classes`` int32 [B, M + 1] (the type 1..K of each instance id, index 0 unused, M the batch's largest id)
+and ``type_map`` int32 [B, H, W] (each nucleus pixel's instance type, 0 elsewhere), equal to the per-instance classes
+of ``zoo.inference.predict``.
 
-The other methods (Naylor's dynamics watershed, the three-class and inner/contour decodings) are marker-controlled
+The other methods (Naylor's dynamics watershed, the three-class and flooding inner/contour decodings) are marker-controlled
 flooding that TF has no op for: the SavedModel returns the probabilities and the client runs the SAME numpy function
 through ``zoo.inference.predict`` (``serving.client`` and ``histozoo predict`` do this, reading the spec from the
 ``histozoo_spec`` signature). Either way the served instances are the evaluated ones. Inputs are at the model's
@@ -38,6 +42,7 @@ import time
 from zoo.errors import ConfigError
 
 OUTPUT_KEYS = ("probabilities", "class_map", "instances", "num_instances")
+TYPED_OUTPUT_KEYS = ("instance_classes", "type_map")  # a typed model with in-graph instances (Qu et al.)
 SIGNATURES = {
     "serving_default": ("images", "float32"),
     "predict_images": ("images", "uint8"),
@@ -100,24 +105,126 @@ def label_components(fg, max_iters: int = 1024):
     return labels
 
 
+def _per_label_counts(labels, values=None):
+    """[B, H*W + 1] per image: the number of pixels of each label 0..H*W of an int32 [B, H, W] map (or, with
+    ``values`` int32 [B, H, W] >= 0, their sum per label)."""
+    tf = _tf()
+    shape = tf.shape(labels)
+    b, hw = shape[0], shape[1] * shape[2]
+    n = hw + 1  # labels of one image are < hw + 1
+    keys = tf.reshape(tf.reshape(labels, [b, hw]) + tf.range(b)[:, None] * n, [-1])
+    w = None if values is None else tf.reshape(values, [-1])
+    return tf.reshape(tf.math.bincount(keys, weights=w, minlength=b * n, maxlength=b * n, dtype=tf.int32), [b, n])
+
+
+def _keep_labels(labels, keep):
+    """``labels`` int32 [B, H, W] with the labels where ``keep`` [B, H*W + 1] is False set to 0 and the rest
+    renumbered 1..M per image in increasing order of their old label (order-preserving, as remap_label)."""
+    tf = _tf()
+    shape = tf.shape(labels)
+    b = shape[0]
+    keep = tf.concat([tf.zeros([b, 1], tf.bool), keep[:, 1:]], axis=1)  # label 0 stays background
+    new_ids = tf.cumsum(tf.cast(keep, tf.int32), axis=1) * tf.cast(keep, tf.int32)
+    return tf.reshape(tf.gather(new_ids, tf.reshape(labels, [b, -1]), batch_dims=1), shape)
+
+
+def _remove_small_tf(labels, min_size: int):
+    """In-graph ``remove_small`` + ``relabel_sequential``: components under ``min_size`` pixels dropped, the rest
+    renumbered 1..M in their order."""
+    if min_size <= 1:
+        return labels
+    return _keep_labels(labels, _per_label_counts(labels) >= min_size)
+
+
 def threshold_components_tf(prob, threshold: float = 0.5, min_size: int = 0, max_iters: int = 1024):
     """In-graph twin of ``zoo.postprocess.config.threshold_components`` (8-connected): components of
     ``prob > threshold`` for a float [B, H, W] map, those under ``min_size`` pixels removed, renumbered 1..N per image
     in raster order of their first pixel. Tested equal to the numpy function."""
+    return _remove_small_tf(label_components(prob > threshold, max_iters), min_size)
+
+
+def dilate_labels_tf(labels, allowed, rounds, max_iters: int = 1024):
+    """In-graph twin of ``zoo.postprocess.instances.dilate_labels`` (8-connected): rounds of 3x3 maximum into the
+    unlabelled pixels of ``allowed`` (bool [B, H, W]) until nothing changes or ``rounds`` rounds (None: until stable,
+    at most ``max_iters``). Integer arithmetic only, so equal to the numpy function."""
     tf = _tf()
-    labels = label_components(prob > threshold, max_iters)
-    if min_size <= 1:
+    free = tf.cast(allowed, tf.int32)
+    limit = max_iters if rounds is None else int(rounds)
+
+    def body(i, lab, _):
+        grown = _max3x3(lab)
+        take = tf.cast(tf.equal(lab, 0), tf.int32) * free
+        new = lab + grown * take
+        return i + 1, new, tf.reduce_any(tf.not_equal(new, lab))
+
+    _, lab, _ = tf.while_loop(lambda i, lab, changed: tf.logical_and(changed, i < limit), body,
+                              (tf.constant(0), labels, tf.constant(True)))
+    return lab
+
+
+def inner_probability_tf(probs):
+    """In-graph twin of ``zoo.postprocess.config.inner_probability``: channels 1..C-2 added in channel order, one
+    float32 addition at a time (the same bits as numpy), clipped to [0, 1]."""
+    tf = _tf()
+    inner = probs[..., 1]
+    for c in range(2, probs.shape[-1] - 1):
+        inner = inner + probs[..., c]
+    return tf.clip_by_value(inner, 0.0, 1.0)
+
+
+def inner_contour_instances_tf(probs, threshold: float = 0.5, radius=None, min_size: int = 0,
+                               keep_orphan_contours: bool = True, max_iters: int = 1024):
+    """In-graph twin of ``zoo.postprocess.instances.instances_from_inner_contour(inner, contour, grow="dilate")``
+    (8-connected; Qu et al. 2019 sec. 2.2) on inner / contour probabilities [B, H, W, C] (channel 0 background,
+    1..C-2 inner parts, C-1 contour): inner components (inner > threshold and > contour), those under ``min_size``
+    dropped, dilated ``radius`` rounds (None: until stable) into the predicted nucleus area (inner or contour >
+    threshold), then the orphan contour blobs numbered after them. Tested equal to the numpy function."""
+    tf = _tf()
+    p_in, p_c = inner_probability_tf(probs), probs[..., -1]
+    inner = tf.logical_and(p_in > threshold, p_in > p_c)
+    fg = tf.logical_or(inner, p_c > threshold)
+    labels = _remove_small_tf(label_components(inner, max_iters), min_size)
+    seeds = tf.cast(labels > 0, tf.int32)
+    labels = dilate_labels_tf(labels, fg, radius, max_iters)
+    if not keep_orphan_contours:
         return labels
-    shape = tf.shape(labels)
-    b, hw = shape[0], shape[1] * shape[2]
-    flat = tf.reshape(labels, [b, hw])
-    n = hw + 1  # labels of one image are < hw + 1
-    keys = flat + tf.range(b)[:, None] * n
-    sizes = tf.math.bincount(tf.reshape(keys, [-1]), minlength=b * n, maxlength=b * n)
-    keep = tf.reshape(sizes >= min_size, [b, n])
-    keep = tf.concat([tf.zeros([b, 1], tf.bool), keep[:, 1:]], axis=1)  # label 0 stays background
-    new_ids = tf.cumsum(tf.cast(keep, tf.int32), axis=1) * tf.cast(keep, tf.int32)
-    return tf.reshape(tf.gather(new_ids, flat, batch_dims=1), shape)
+    # predicted nucleus blobs that hold no (kept) inner part: their non-inner pixels become nuclei of their own
+    blobs = label_components(fg, max_iters)
+    seeded = _per_label_counts(blobs, seeds) > 0
+    b = tf.shape(blobs)[0]
+    blob_seeded = tf.reshape(tf.gather(seeded, tf.reshape(blobs, [b, -1]), batch_dims=1), tf.shape(blobs))
+    orphan_mask = tf.logical_and(tf.logical_and(fg, tf.logical_not(inner)), tf.logical_not(blob_seeded))
+    orphans = label_components(orphan_mask, max_iters)
+    top = tf.reduce_max(labels, axis=[1, 2], keepdims=True)
+    return tf.where(orphans > 0, orphans + top, labels)
+
+
+def instance_types_tf(instances, probs, type_channels):
+    """In-graph twin of ``zoo.inference.core``'s per-pixel type (first maximum over the type channels, as
+    ``np.argmax``) and per-instance type (majority of the instance's pixels, ties to the smaller type, as
+    ``zoo.metrics.labels.instance_classes``): ``(type_map [B, H, W]`` = each nucleus pixel's instance type, 0
+    outside nuclei, ``instance_classes [B, M + 1]``, M the batch's largest label, index 0 unused = 0).
+    type_channels: the spec's ``[(channel, type 1..K)]``."""
+    tf = _tf()
+    (c0, t0), rest = type_channels[0], type_channels[1:]
+    best, types = probs[..., c0], tf.fill(tf.shape(instances), t0)
+    for c, t in rest:  # strict > keeps the first maximum, as np.argmax
+        better = probs[..., c] > best
+        best = tf.where(better, probs[..., c], best)
+        types = tf.where(better, t, types)
+    k = max(t for _, t in type_channels) + 1
+    m = tf.reduce_max(instances) + 1
+    b = tf.shape(instances)[0]
+    keys = (tf.range(b)[:, None, None] * m + instances) * k + types * tf.cast(instances > 0, tf.int32)
+    counts = tf.reshape(tf.math.bincount(tf.reshape(keys, [-1]), minlength=b * m * k, maxlength=b * m * k,
+                                         dtype=tf.int32), [b, m, k])
+    counts = tf.concat([tf.zeros([b, m, 1], tf.int32), counts[:, :, 1:]], axis=2)  # type 0 never votes
+    top = tf.reduce_max(counts, axis=2, keepdims=True)
+    first = tf.reduce_min(tf.where(tf.equal(counts, top), tf.range(k)[None, None, :], k), axis=2)
+    classes = tf.where(top[..., 0] > 0, first, 0)  # no voting pixel: 0
+    classes = tf.concat([tf.zeros([b, 1], tf.int32), classes[:, 1:]], axis=1)
+    type_map = tf.gather(classes, tf.reshape(instances, [b, -1]), batch_dims=1)
+    return tf.reshape(type_map, tf.shape(instances)), classes
 
 
 def nucleus_probability_tf(probs):
@@ -150,13 +257,20 @@ class _Predictor:
         tf = _tf()
         outputs = {"probabilities": probs, "class_map": tf.argmax(probs, axis=-1, output_type=tf.int32)}
         pp = self.spec.postprocess
-        if pp.in_graph:  # the TF twin of the spec's method (only ``threshold`` has one)
+        if pp.in_graph:  # the TF twin of the spec's method (threshold; inner_contour with grow: dilate)
             from zoo.postprocess.config import method_options
 
             opts = {**method_options(pp.method), **dict(pp.params)}
-            inst = threshold_components_tf(nucleus_probability_tf(probs), opts["threshold"], opts["min_size"],
-                                           self.max_iters)
+            if pp.method == "inner_contour":
+                inst = inner_contour_instances_tf(probs, opts["threshold"], opts["radius"], opts["min_size"],
+                                                  opts["keep_orphan_contours"], self.max_iters)
+            else:
+                inst = threshold_components_tf(nucleus_probability_tf(probs), opts["threshold"], opts["min_size"],
+                                               self.max_iters)
             outputs.update(instances=inst, num_instances=tf.reduce_max(inst, axis=[1, 2]))
+            if self.spec.type_channels():
+                type_map, classes = instance_types_tf(inst, probs, self.spec.type_channels())
+                outputs.update(instance_classes=classes, type_map=type_map)
         return outputs
 
 
@@ -264,6 +378,8 @@ def export(model, out_dir: str, version: int | None = None, *, spec=None, max_it
                          [tf.TensorSpec([None], tf.int32, name="unused")])
 
     outputs = list(OUTPUT_KEYS if spec.postprocess.in_graph else OUTPUT_KEYS[:2])
+    if spec.postprocess.in_graph and spec.type_channels():
+        outputs += list(TYPED_OUTPUT_KEYS)
     meta = dict(metadata or {})
     meta.setdefault("model_name", model.name)
     if "config" not in meta:

@@ -18,7 +18,11 @@ import pytest
 # the count check only keeps it from passing on empty maps)
 METHODS = [{"method": "three_class"}, {"method": "dynamics_watershed", "lam": 7, "threshold": 0.3},
            {"method": "threshold", "threshold": 0.3, "min_size": 4},
-           {"method": "inner_contour", "radius": 1, "threshold": 0.3}]
+           {"method": "inner_contour", "radius": 1, "threshold": 0.3},
+           {"method": "inner_contour", "radius": 1, "threshold": 0.3, "grow": "dilate"},   # in-graph (Qu et al.)
+           {"method": "inner_contour", "threshold": 0.3, "min_size": 4, "grow": "dilate"}]
+IDS = ["three_class", "dynamics_watershed", "threshold", "inner_contour", "inner_contour-dilate-r1",
+       "inner_contour-dilate"]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +35,7 @@ def patient09(tnbc_patient09):
     return tnbc_patient09
 
 
-@pytest.mark.parametrize("post", METHODS, ids=[m["method"] for m in METHODS])
+@pytest.mark.parametrize("post", METHODS, ids=IDS)
 def test_served_instances_equal_evaluated(trained, patient09, post, tmp_path):
     from serving.client import PredictClient, ServedForward, served_spec
     from serving.config import ModelEntry
@@ -65,6 +69,58 @@ def test_served_instances_equal_evaluated(trained, patient09, post, tmp_path):
             else:
                 assert "instances" not in forward.last
         assert total > 0  # not a comparison of empty maps
+
+
+def _typed_model(model):
+    """The quickstart U-Net as a typed inner / contour model for two made-up types: its interior probability split
+    by how red the pixel is (``dark`` / ``pale``), so the per-instance majority has real images to vote on."""
+    import keras
+
+    class SplitInterior(keras.layers.Layer):
+        def call(self, image, probs):
+            red = keras.ops.sigmoid(12.0 * (image[..., :1] - 0.55))
+            p0, p1, p2 = probs[..., :1], probs[..., 1:2], probs[..., 2:3]
+            return keras.ops.concatenate([p0, p1 * (1.0 - red), p1 * red, p2], axis=-1)
+
+    inp = keras.Input((None, None, 3))
+    return keras.Model(inp, SplitInterior()(inp, model(inp)), name="typed_quickstart")
+
+
+def test_served_in_graph_types_equal_predict(trained, patient09, tmp_path):
+    """Qu et al.'s exported signature (issue 17): instance map, per-instance class and class map computed in the
+    SavedModel graph equal ``zoo.inference.predict``'s, over real gRPC on TNBC patient 09's images."""
+    from serving.client import PredictClient, ServedForward, served_spec
+    from serving.config import ModelEntry
+    from serving.export import TYPED_OUTPUT_KEYS, export, read_metadata
+    from serving.local_server import LocalModelServer
+    from zoo.inference import predict
+    from zoo.postprocess.config import PostprocessConfig
+
+    model, spec, _ = trained
+    typed = _typed_model(model)
+    spec = spec.replace(channels=("background", "inner:dark", "inner:pale", "contour"), class_names=("dark", "pale"),
+                        postprocess=PostprocessConfig("inner_contour", {"threshold": 0.3, "radius": 2,
+                                                                        "min_size": 4, "grow": "dilate"}))
+    path = export(typed, str(tmp_path / "t"), spec=spec)
+    assert set(TYPED_OUTPUT_KEYS) <= set(read_metadata(path)["outputs"])
+    votes = np.zeros(3, int)
+    with LocalModelServer([ModelEntry("t", str(tmp_path / "t"))]) as srv, \
+            PredictClient(srv.target, timeout=60, retries=0) as client:
+        served = served_spec(client, "t")
+        assert served == spec
+        forward = ServedForward(client, "t")
+        for s in patient09:
+            got = predict(forward, served, s.image, mpp=s.mpp)
+            want = predict(typed, spec, s.image, mpp=s.mpp)
+            n = want.num_instances
+            np.testing.assert_array_equal(got.instances, want.instances)
+            np.testing.assert_array_equal(np.asarray(forward.last["instances"][0]), want.instances)
+            classes = np.asarray(forward.last["instance_classes"][0])
+            np.testing.assert_array_equal(classes[:n + 1], want.classes)
+            assert (classes[n + 1:] == 0).all()
+            np.testing.assert_array_equal(np.asarray(forward.last["type_map"][0]), want.classes[want.instances])
+            votes += np.bincount(want.classes[1:], minlength=3)
+    assert votes[1] > 0 and votes[2] > 0  # both types won some nuclei: not a comparison of untyped maps
 
 
 def test_checkpoint_mlflow_model_and_savedmodel_carry_one_spec(trained, tmp_path, monkeypatch):

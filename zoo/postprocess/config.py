@@ -8,7 +8,7 @@ travels inside the model's ``InferenceSpec``. The methods, one implementation ea
 |---|---|---|---|
 | ``dynamics_watershed`` | ``zoo.postprocess.watershed.dynamics_watershed`` (Naylor et al. 2017 sec. 4, eq. 1) on the nucleus posterior | >= 2 | no: the client runs it |
 | ``three_class`` | ``zoo.postprocess.instances.instances_from_three_class`` (Yuan & Suh 2018 sec. 2.2) | >= 3 | no: the client runs it |
-| ``inner_contour`` | ``zoo.postprocess.instances.instances_from_inner_contour`` (Qu et al. 2019 sec. 2.2) | >= 3 | no: the client runs it |
+| ``inner_contour`` | ``zoo.postprocess.instances.instances_from_inner_contour`` (Qu et al. 2019 sec. 2.2) | >= 3 | with ``grow: dilate`` (8-connected): ``serving.export``; else the client runs it |
 | ``threshold`` | :func:`threshold_components` (components of P(nucleus) > threshold) | >= 2 | yes (8-connected): ``serving.export`` |
 | ``hovernet`` | ``zoo.postprocess.hovernet.hovernet_instances`` (Graham et al. 2019 sec. 3.4) on NP + HV maps | >= 4 | no: the client runs it |
 
@@ -73,8 +73,19 @@ def _inner_contour(probs, **kw):
     """Channels: 0 background, 1..C-2 inner parts (one per nucleus type, or one), C-1 contour (Qu et al.)."""
     from zoo.postprocess.instances import instances_from_inner_contour
 
-    p = np.asarray(probs)
-    return instances_from_inner_contour(p[..., 1:-1].sum(-1).clip(0, 1), p[..., -1], **kw)
+    p = np.asarray(probs, np.float32)
+    return instances_from_inner_contour(inner_probability(p), p[..., -1], **kw)
+
+
+def inner_probability(probs: np.ndarray) -> np.ndarray:
+    """P(inner part of any nucleus type) of an inner / contour model: channels 1..C-2 added in channel order (one
+    float32 addition at a time, as the in-graph twin ``serving.export.inner_probability_tf`` adds them, so both
+    give the same bits), clipped to [0, 1]."""
+    p = np.asarray(probs, np.float32)
+    inner = p[..., 1]
+    for c in range(2, p.shape[-1] - 1):
+        inner = inner + p[..., c]
+    return np.clip(inner, np.float32(0), np.float32(1))
 
 
 def _hovernet(probs, **kw):
@@ -110,7 +121,9 @@ def _options_fn(name: str) -> Callable:
 METHODS: dict[str, Method] = {
     "dynamics_watershed": Method(_dynamics, lambda: _options_fn("dynamics_watershed"), 2),
     "three_class": Method(_three_class, lambda: _options_fn("three_class"), 3),
-    "inner_contour": Method(_inner_contour, lambda: _options_fn("inner_contour"), 3),
+    "inner_contour": Method(_inner_contour, lambda: _options_fn("inner_contour"), 3,
+                            in_graph=lambda params: params.get("grow") == "dilate"
+                            and params.get("connectivity", 8) == 8),
     "threshold": Method(_threshold, lambda: _options_fn("threshold"), 2,
                         in_graph=lambda params: params.get("connectivity", 8) == 8),
     "hovernet": Method(_hovernet, lambda: _options_fn("hovernet"), 4),

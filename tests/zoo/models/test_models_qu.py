@@ -78,3 +78,17 @@ def test_encoder_weights_mismatch_and_missing_raise_data_error(tmp_path):
         models.build("qu", {**TINY, "encoder_weights": path})
     with pytest.raises(DataError, match="not found"):
         load_encoder_weights(models.build("qu", TINY).encoder, str(tmp_path / "absent.weights.h5"))
+
+
+@pytest.mark.parametrize("name", ["ours", "no_lper", "no_transfer", "unet", "fcn8s", "pretrain"])
+def test_shipped_qu_configs_decode_in_graph(name):
+    """Qu et al. sec. 2.2's dilation (``grow: dilate``), so an exported model returns instances, per-instance class
+    and class map from the graph (serving.export; equality tested in tests/serving)."""
+    import pathlib
+
+    from zoo.postprocess.config import PostprocessConfig
+    from zoo.training import ExperimentConfig
+
+    cfg = ExperimentConfig.load(str(pathlib.Path(__file__).parents[3] / "configs" / "qu" / f"{name}.yaml"))
+    pp = PostprocessConfig.from_dict(cfg.postprocess)
+    assert pp.method == "inner_contour" and pp.in_graph
