@@ -117,15 +117,21 @@ def _per_label_counts(labels, values=None):
     return tf.reshape(tf.math.bincount(keys, weights=w, minlength=b * n, maxlength=b * n, dtype=tf.int32), [b, n])
 
 
+def _lookup(table, labels):
+    """``table[b, labels[b, y, x]]`` for int32 ``labels`` [B, H, W] and a per-image table [B, N]: a per-image
+    gather, shaped as ``labels``."""
+    tf = _tf()
+    flat = tf.reshape(labels, [tf.shape(labels)[0], -1])
+    return tf.reshape(tf.gather(table, flat, batch_dims=1), tf.shape(labels))
+
+
 def _keep_labels(labels, keep):
     """``labels`` int32 [B, H, W] with the labels where ``keep`` [B, H*W + 1] is False set to 0 and the rest
     renumbered 1..M per image in increasing order of their old label (order-preserving, as remap_label)."""
     tf = _tf()
-    shape = tf.shape(labels)
-    b = shape[0]
-    keep = tf.concat([tf.zeros([b, 1], tf.bool), keep[:, 1:]], axis=1)  # label 0 stays background
+    keep = tf.concat([tf.zeros([tf.shape(labels)[0], 1], tf.bool), keep[:, 1:]], axis=1)  # 0 stays background
     new_ids = tf.cumsum(tf.cast(keep, tf.int32), axis=1) * tf.cast(keep, tf.int32)
-    return tf.reshape(tf.gather(new_ids, tf.reshape(labels, [b, -1]), batch_dims=1), shape)
+    return _lookup(new_ids, labels)
 
 
 def _remove_small_tf(labels, min_size: int):
@@ -190,9 +196,7 @@ def inner_contour_instances_tf(probs, threshold: float = 0.5, radius=None, min_s
         return labels
     # predicted nucleus blobs that hold no (kept) inner part: their non-inner pixels become nuclei of their own
     blobs = label_components(fg, max_iters)
-    seeded = _per_label_counts(blobs, seeds) > 0
-    b = tf.shape(blobs)[0]
-    blob_seeded = tf.reshape(tf.gather(seeded, tf.reshape(blobs, [b, -1]), batch_dims=1), tf.shape(blobs))
+    blob_seeded = _lookup(_per_label_counts(blobs, seeds) > 0, blobs)
     orphan_mask = tf.logical_and(tf.logical_and(fg, tf.logical_not(inner)), tf.logical_not(blob_seeded))
     orphans = label_components(orphan_mask, max_iters)
     top = tf.reduce_max(labels, axis=[1, 2], keepdims=True)
@@ -223,8 +227,7 @@ def instance_types_tf(instances, probs, type_channels):
     first = tf.reduce_min(tf.where(tf.equal(counts, top), tf.range(k)[None, None, :], k), axis=2)
     classes = tf.where(top[..., 0] > 0, first, 0)  # no voting pixel: 0
     classes = tf.concat([tf.zeros([b, 1], tf.int32), classes[:, 1:]], axis=1)
-    type_map = tf.gather(classes, tf.reshape(instances, [b, -1]), batch_dims=1)
-    return tf.reshape(type_map, tf.shape(instances)), classes
+    return _lookup(classes, instances), classes
 
 
 def nucleus_probability_tf(probs):
@@ -236,6 +239,15 @@ def nucleus_probability_tf(probs):
 
 
 # --------------------------------------------------------------------------- the serving module
+def output_keys(spec) -> list[str]:
+    """The outputs of the predict signatures of a model exported with ``spec`` (those ``_Predictor._outputs``
+    returns): probabilities and class map; instances when the post-processing runs in the graph; per-instance
+    classes and the type map when, besides, the model is typed."""
+    if not spec.postprocess.in_graph:
+        return list(OUTPUT_KEYS[:2])
+    return list(OUTPUT_KEYS) + (list(TYPED_OUTPUT_KEYS) if spec.type_channels() else [])
+
+
 class _Predictor:
     """The graph pieces shared by every signature (plain Python; the ExportArchive traces its methods)."""
 
@@ -268,8 +280,9 @@ class _Predictor:
                 inst = threshold_components_tf(nucleus_probability_tf(probs), opts["threshold"], opts["min_size"],
                                                self.max_iters)
             outputs.update(instances=inst, num_instances=tf.reduce_max(inst, axis=[1, 2]))
-            if self.spec.type_channels():
-                type_map, classes = instance_types_tf(inst, probs, self.spec.type_channels())
+            type_channels = self.spec.type_channels()
+            if type_channels:
+                type_map, classes = instance_types_tf(inst, probs, type_channels)
                 outputs.update(instance_classes=classes, type_map=type_map)
         return outputs
 
@@ -377,9 +390,7 @@ def export(model, out_dir: str, version: int | None = None, *, spec=None, max_it
     archive.add_endpoint(SPEC_SIGNATURE, lambda unused: {"spec": tf.constant(spec_json)},
                          [tf.TensorSpec([None], tf.int32, name="unused")])
 
-    outputs = list(OUTPUT_KEYS if spec.postprocess.in_graph else OUTPUT_KEYS[:2])
-    if spec.postprocess.in_graph and spec.type_channels():
-        outputs += list(TYPED_OUTPUT_KEYS)
+    outputs = output_keys(spec)
     meta = dict(metadata or {})
     meta.setdefault("model_name", model.name)
     if "config" not in meta:

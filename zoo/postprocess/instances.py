@@ -55,11 +55,16 @@ def _as_prob(prob, name: str) -> np.ndarray:
     return p
 
 
-def label_components(mask, connectivity: int = 8) -> np.ndarray:
-    """Connected components of a boolean mask as an int32 label map 1..N (4- or 8-connected)."""
+def _structure(connectivity: int) -> np.ndarray:
+    """The 3x3 neighbourhood of 4- or 8-connectivity (ConfigError otherwise)."""
     if connectivity not in (4, 8):
         raise ConfigError(f"connectivity must be 4 or 8, got {connectivity}")
-    structure = ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
+    return ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
+
+
+def label_components(mask, connectivity: int = 8) -> np.ndarray:
+    """Connected components of a boolean mask as an int32 label map 1..N (4- or 8-connected)."""
+    structure = _structure(connectivity)
     labels, _ = ndimage.label(np.asarray(mask, dtype=bool), structure=structure)
     return labels.astype(np.int32, copy=False)
 
@@ -162,11 +167,9 @@ def dilate_labels(labels, allowed=None, rounds: Optional[int] = None, connectivi
     with a labelled neighbour (8- or 4-connected) takes the largest neighbouring label (a grey-level dilation,
     ``scipy.ndimage.grey_dilation``); ``rounds`` rounds, or until nothing changes (None). Labelled pixels never
     change. int32 out."""
-    if connectivity not in (4, 8):
-        raise ConfigError(f"connectivity must be 4 or 8, got {connectivity}")
     lab = _as_label_map(labels).astype(np.int32, copy=True)
     free = np.ones(lab.shape, bool) if allowed is None else np.asarray(allowed, bool)
-    footprint = ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
+    footprint = _structure(connectivity)
     done = 0
     while (rounds is None or done < rounds) and lab.size:
         grown = ndimage.grey_dilation(lab, footprint=footprint, mode="constant", cval=0)
