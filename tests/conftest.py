@@ -38,6 +38,65 @@ def tnbc_records(shared_data, tmp_path_factory) -> pathlib.Path:
     return out
 
 
+# issue 17's mixed supervision on real images (docs/results/joint.md's build/qu-mixed in small): TNBC patient 02 is
+# the untyped training side, patient 01 the held-out test image; CRCHistoPhenotypes img1 / img2 (training split: image
+# numbers not divisible by 4, PROVENANCE.md) the typed-centre side
+QU_SMALL_TNBC = {"train": ("02", ("02_1", "02_2")), "test": ("01", ("01_1",))}
+QU_SMALL_CRC = ("img1", "img2")
+
+
+@pytest.fixture(scope="session")
+def qu_mixed_small(shared_data, tmp_path_factory) -> pathlib.Path:
+    """A mixed-supervision records folder from real images: ``train-*`` = 2 TNBC images (untyped instance maps) + 2
+    CRCHistoPhenotypes images (typed centres, 4 types), ``test-*`` = 1 TNBC image of another patient."""
+    import shutil
+
+    from zoo.data.build import build
+
+    root = tmp_path_factory.mktemp("qu_mixed_small")
+    out = root / "mixed"
+    out.mkdir()
+    crc = shared_data / "crchistophenotypes" / "CRCHistoPhenotypes_2016_04_28"
+    for i in QU_SMALL_CRC:
+        shutil.copytree(crc / i, root / "crc_raw" / i)
+    build("crchistophenotypes", str(root / "crc_raw"), str(root / "crc"), progress=False)
+    for shard in sorted((root / "crc").glob("train-*.tfrecord.gz")):
+        os.symlink(shard, out / f"train-crc-{shard.name[len('train-'):]}")
+    tnbc = shared_data / "tnbc" / "TNBC_NucleiSegmentation"
+    for split, (patient, ids) in QU_SMALL_TNBC.items():
+        raw = root / f"tnbc_raw_{split}"
+        for kind in ("Slide", "GT"):
+            (raw / f"{kind}_{patient}").mkdir(parents=True)
+            for i in ids:
+                shutil.copy2(tnbc / f"{kind}_{patient}" / f"{i}.png", raw / f"{kind}_{patient}" / f"{i}.png")
+        build("tnbc", str(raw), str(root / f"tnbc_{split}"), progress=False)
+        for shard in sorted((root / f"tnbc_{split}").glob("all-*.tfrecord.gz")):
+            os.symlink(shard, out / f"{split}-tnbc-{shard.name[len('all-'):]}")
+    shutil.copy2(root / "tnbc_train" / "summary.json", out / "summary.json")
+    return out
+
+
+@pytest.fixture(scope="session")
+def qu_tiny_experiment():
+    """``make(name, data_dir="") -> dict``: the tiny Qu experiment below (a fresh dict each call)."""
+    return _qu_tiny_experiment
+
+
+def _qu_tiny_experiment(name: str, data_dir: str = "") -> dict:
+    """A ResNet34 U-Net of Qu et al. at tiny widths (one block per stage) on ``qu_mixed_small``: the shipped Qu configs'
+    input, loss and in-graph post-processing, 1 epoch x 2 steps of 2 x 64 px patches."""
+    return {"name": name, "model": "qu", "data_dir": data_dir, "train_split": "train", "val_split": "test",
+            "model_config": {"num_types": 4, "encoder_blocks": [1, 1, 1, 1], "encoder_width": 1 / 16,
+                             "decoder_filters": [8, 8, 8, 8, 8]},
+            "input": {"patch_size": 64, "batch_size": 2, "target": "inner_contour", "types": "merged",
+                      "num_types": 4, "mixed_supervision": True, "boundary_width": 2, "weight_map": "unet",
+                      "point_radius": 3.0, "mpp": 0.5, "patches_per_image": 1, "shuffle_buffer": 1},
+            "loss": "qu_mixed", "loss_config": {"num_types": 4, "beta": 0.1}, "epochs": 1, "steps_per_epoch": 2,
+            "postprocess": {"method": "inner_contour", "threshold": 0.5, "radius": 2, "min_size": 20,
+                            "grow": "dilate"},
+            "tracking": {"enabled": True, "experiment": "qu-tiny", "register_as": "", "log_model": True}}
+
+
 @pytest.fixture(scope="session")
 def quickstart_model(tnbc_records, tmp_path_factory):
     """(model, spec, run folder): the README's own config (configs/quickstart.yaml) trained for 2 epochs x 10 steps
