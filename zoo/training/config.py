@@ -196,7 +196,8 @@ class ExperimentConfig:
     input: zoo.data.input.InputConfig fields (its ``seed`` defaults to the config's).  loss, loss_config: a
     registered zoo.losses name and its keyword options.
     optimizer: adam | sgd | adamw | adadelta (Yuan & Suh colorization: lr 1.0; rho / eps from the model config);
-    learning_rate, momentum (sgd).
+    learning_rate, momentum (sgd); beta_1, beta_2 (adam / adamw: the decay rates of the first and second moment
+    estimates, Kingma & Ba 2015 Alg. 1; Keras' 0.9 / 0.999 by default, Qu et al. 0.9 / 0.99).
     weight_decay, weight_decay_mode: ``decoupled`` (default: Keras' optimizer ``weight_decay``, every variable) or
     ``coupled`` (an L2 penalty (weight_decay / 2) ||k||^2 on the kernels only, in the loss, so its gradient passes
     through momentum / Adam's moments). Naylor et al. (Caffe SGD, momentum 0.9, weight decay 5e-5) and Qu et al.
@@ -250,6 +251,8 @@ class ExperimentConfig:
     optimizer: str = "adam"
     learning_rate: float = 1e-4
     momentum: float = 0.9
+    beta_1: float = 0.9
+    beta_2: float = 0.999
     weight_decay: float = 0.0
     epochs: int = 10
     steps_per_epoch: int = 100
@@ -285,6 +288,9 @@ class ExperimentConfig:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
         if not 0 <= self.momentum <= 1:
             raise ConfigError(f"momentum must lie in [0, 1], got {self.momentum}")
+        for k in ("beta_1", "beta_2"):
+            if not 0 <= getattr(self, k) < 1:
+                raise ConfigError(f"{k} must lie in [0, 1), got {getattr(self, k)}")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.fold is not None and self.fold < 1:

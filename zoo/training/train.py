@@ -83,8 +83,8 @@ def make_schedule(config: ExperimentConfig):
 
 
 def make_optimizer(config: ExperimentConfig):
-    """SGD with momentum (Naylor et al.: momentum 0.9, weight decay 5e-5) or Adam (Yuan & Suh: 1e-4), on the config's
-    learning-rate schedule. ``weight_decay_mode: decoupled`` passes weight_decay to the Keras optimizer (decoupled,
+    """SGD with momentum (Naylor et al.: momentum 0.9, weight decay 5e-5) or Adam (Yuan & Suh: 1e-4; Qu et al.: betas
+    0.9 / 0.99 from the config's ``beta_1`` / ``beta_2``), on the config's learning-rate schedule. ``weight_decay_mode: decoupled`` passes weight_decay to the Keras optimizer (decoupled,
     every variable); ``coupled`` leaves it out: ``apply_weight_decay`` adds the L2 penalty to the loss instead."""
     import keras
 
@@ -96,8 +96,8 @@ def make_optimizer(config: ExperimentConfig):
         return keras.optimizers.Adadelta(lr)
     if config.optimizer == "adamw":
         decay = (config.weight_decay or 0.004) if config.weight_decay_mode == "decoupled" else 0.0
-        return keras.optimizers.AdamW(lr, weight_decay=decay)
-    return keras.optimizers.Adam(lr, weight_decay=wd)
+        return keras.optimizers.AdamW(lr, weight_decay=decay, beta_1=config.beta_1, beta_2=config.beta_2)
+    return keras.optimizers.Adam(lr, weight_decay=wd, beta_1=config.beta_1, beta_2=config.beta_2)
 
 
 def apply_weight_decay(model, config: ExperimentConfig) -> int:

@@ -125,7 +125,8 @@ def test_ranges_and_accepted_forms():
     assert ExperimentConfig(fold=3).fold == 3
     for kw, msg in [({"epochs": 0}, "epochs must be >= 1"), ({"fold": 0}, "fold must be >= 1"),
                     ({"learning_rate": 0}, "learning_rate must be > 0"), ({"seed": -1}, "seed must be >= 0"),
-                    ({"momentum": 1.5}, "momentum must lie in"), ({"weight_decay": -1}, "weight_decay must be >= 0"),
+                    ({"momentum": 1.5}, "momentum must lie in"), ({"beta_2": 1.0}, "beta_2 must lie in"),
+                    ({"beta_1": -0.1}, "beta_1 must lie in"), ({"weight_decay": -1}, "weight_decay must be >= 0"),
                     ({"name": ""}, "name: must not be empty"), ({"optimizer": "rmsprop"}, "optimizer must be one of")]:
         with pytest.raises(ConfigError, match=msg):
             ExperimentConfig(**kw)

@@ -355,6 +355,36 @@ def test_best_metric_missing_from_evaluation_is_a_config_error(synth, in_tmp, mo
         train(cfg, output_dir=str(in_tmp / "run"), verbose=0)
 
 
+# ---------------------------------------------------------------- Adam's betas
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_adam_betas_come_from_the_config(optimizer):
+    """Two Adam steps from w = 1 with gradients 1 then 0.1, lr 0.1, worked out by hand (Kingma & Ba Alg. 1): step 1
+    moves by lr whatever the betas; step 2 has m_hat = (0.09 + 0.01) / 0.19 and v_hat = (b2 + 0.01) / (1 + b2), so
+    w2 = 0.9 - 0.1 m_hat / sqrt(v_hat): 0.825754 with Qu et al.'s beta_2 = 0.99, 0.825919 with Keras' 0.999."""
+    import keras
+
+    from zoo.training.config import ExperimentConfig
+    from zoo.training.train import make_optimizer
+
+    def two_steps(**kw):
+        opt = make_optimizer(ExperimentConfig(optimizer=optimizer, learning_rate=0.1, weight_decay_mode="coupled",
+                                              **kw))
+        w = keras.Variable(1.0)
+        for g in (1.0, 0.1):
+            opt.apply_gradients([(keras.ops.convert_to_tensor(g), w)])
+        return float(w.numpy()), opt
+
+    def by_hand(b2):
+        return 0.9 - 0.1 * (0.1 / 0.19) / math.sqrt((b2 + 0.01) / (1 + b2))
+
+    w, opt = two_steps(beta_2=0.99)
+    assert (opt.beta_1, opt.beta_2) == (0.9, 0.99) and w == pytest.approx(by_hand(0.99), abs=1e-5)
+    w_default, opt = two_steps()
+    assert opt.beta_2 == 0.999 and w_default == pytest.approx(by_hand(0.999), abs=1e-5)
+    assert abs(by_hand(0.99) - by_hand(0.999)) > 1e-4  # the two answers are told apart at this tolerance
+
+
 # ---------------------------------------------------------------- coupled L2
 
 def test_coupled_weight_decay_is_l2_on_kernels_in_the_loss(synth):
