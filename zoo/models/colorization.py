@@ -147,7 +147,52 @@ class ColorizationConfig(ModelConfig):
 class _OwnLossModel(keras.Model):
     """A network trained on its own loss (``loss_terms``) by its own train step inside the one core: ``compile``
     ignores the core's loss and metrics, builds the network (the step does not go through ``__call__``, so saving
-    must find the shape recorded) and lets the subclass set up the optimizer (``_optimizer``)."""
+    must find the shape recorded) and lets the subclass set up the optimizer (``_optimizer``). The subclass sets
+    ``config_class`` and ``trackers`` (``_train_metrics``, the loss first); its config round-trips through
+    ``get_config`` / ``from_config``; its output has the input's shape."""
+
+    config_class: ClassVar[type] = ModelConfig
+    registry_name: ClassVar[str] = ""
+    output_channel_names = ("red", "green", "blue")
+
+    def __init__(self, config=None, **kwargs):
+        cfg = self.config_class.from_dict(config)
+        super().__init__(**kwargs)
+        self._config = cfg
+
+    @property
+    def config(self):
+        return self._config
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def _apply(self, loss, tape):
+        """One optimizer step on ``loss`` recorded by ``tape``."""
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+
+    def _log(self, *values):
+        """Update the trackers with the loss terms, in the trackers' order; the step's logs."""
+        for m, v in zip(self.trackers.values(), values):
+            m.update_state(v)
+        return {k: m.result() for k, m in self.trackers.items()}
+
+    def get_config(self) -> dict:
+        return {**self._config.to_dict(), "name": self.name, "trainable": self.trainable,
+                "dtype": keras.dtype_policies.serialize(self.dtype_policy)}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        config = dict(config)
+        kw = {k: config.pop(k) for k in ("name", "trainable", "dtype") if k in config}
+        if isinstance(kw.get("dtype"), dict):
+            kw["dtype"] = keras.dtype_policies.deserialize(kw["dtype"])
+        return cls(config, **kw)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
 
     def _optimizer(self, optimizer):
         return optimizer
@@ -172,13 +217,10 @@ class ColorizationNet(_OwnLossModel):
     predicted chroma. ``global_features(x)`` -> [B, 256]; ``transfer(x, g)`` colours x with the global vector g."""
 
     config_class: ClassVar[type] = ColorizationConfig
-    registry_name: ClassVar[str] = ""
-    output_channel_names = ("red", "green", "blue")
 
     def __init__(self, config=None, **kwargs):
-        cfg = self.config_class.from_dict(config)
-        super().__init__(**kwargs)
-        self._config = cfg
+        super().__init__(config, **kwargs)
+        cfg = self._config
         self.low = [ConvBNReLU(f, s, name=f"low{i}") for i, (f, s) in enumerate(zip(cfg.low_filters,
                                                                                    cfg.low_strides))]
         self.glob = [ConvBNReLU(f, s, name=f"global{i}") for i, (f, s) in enumerate(zip(cfg.global_filters,
@@ -196,16 +238,8 @@ class ColorizationNet(_OwnLossModel):
         self.trackers = _train_metrics("loss", "mse", "class_ce")
 
     @property
-    def config(self) -> ColorizationConfig:
-        return self._config
-
-    @property
     def min_divisor(self) -> int:
         return 2 ** self._config.low_strides.count(2)
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
 
     # ---- pieces
     @staticmethod
@@ -321,35 +355,13 @@ class ColorizationNet(_OwnLossModel):
     def train_step(self, data):
         x, y = self._classes(data)
         with tf.GradientTape() as tape:
-            loss, mse, ce = self.loss_terms(x, y, training=True)
-        grads = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
-        return self._log(loss, mse, ce)
+            terms = self.loss_terms(x, y, training=True)
+        self._apply(terms[0], tape)
+        return self._log(*terms)
 
     def test_step(self, data):
         x, y = self._classes(data)
         return self._log(*self.loss_terms(x, y, training=False))
-
-    def _log(self, loss, mse, ce):
-        for k, v in (("loss", loss), ("mse", mse), ("class_ce", ce)):
-            self.trackers[k].update_state(v)
-        return {k: m.result() for k, m in self.trackers.items()}
-
-    # ---- serialisation
-    def get_config(self) -> dict:
-        return {**self._config.to_dict(), "name": self.name, "trainable": self.trainable,
-                "dtype": keras.dtype_policies.serialize(self.dtype_policy)}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        config = dict(config)
-        kw = {k: config.pop(k) for k in ("name", "trainable", "dtype") if k in config}
-        if isinstance(kw.get("dtype"), dict):
-            kw["dtype"] = keras.dtype_policies.deserialize(kw["dtype"])
-        return cls(config, **kw)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
 
 
 # ================================================================================================ ColorNormNet
@@ -385,13 +397,10 @@ class ColorNormNet(_OwnLossModel):
     """Bhatia's ColorNormNet (module docstring): RGB [0, 1] -> clip(RGB + per-channel shift, 0, 1)."""
 
     config_class: ClassVar[type] = ColorNormNetConfig
-    registry_name: ClassVar[str] = ""
-    output_channel_names = ("red", "green", "blue")
 
     def __init__(self, config=None, **kwargs):
-        cfg = self.config_class.from_dict(config)
-        super().__init__(**kwargs)
-        self._config = cfg
+        super().__init__(config, **kwargs)
+        cfg = self._config
         self.convs = [ConvBNReLU(f, s, name=f"conv{i}") for i, (f, s) in enumerate(zip(cfg.filters, cfg.strides))]
         self.fc = keras.layers.Dense(cfg.hidden, use_bias=False, name="fc")
         self.fc_bn = keras.layers.BatchNormalization(name="fc_bn")
@@ -400,16 +409,8 @@ class ColorNormNet(_OwnLossModel):
         self.trackers = _train_metrics("loss", "l1", "l2")
 
     @property
-    def config(self) -> ColorNormNetConfig:
-        return self._config
-
-    @property
     def min_divisor(self) -> int:
         return 1
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
 
     def shifts(self, x, training=None):
         """The per-image, per-channel shifts [B, 3] the network estimates for RGB x [B, H, W, 3] in [0, 1]."""
@@ -454,24 +455,13 @@ class ColorNormNet(_OwnLossModel):
         x = data[0] if isinstance(data, (tuple, list)) else data
         perturbed, _ = self.perturb(x)
         with tf.GradientTape() as tape:
-            loss, l1, l2 = self.loss_terms(x, perturbed, training=True)
-        grads = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
-        return self._log(loss, l1, l2)
+            terms = self.loss_terms(x, perturbed, training=True)
+        self._apply(terms[0], tape)
+        return self._log(*terms)
 
     def test_step(self, data):
         x = data[0] if isinstance(data, (tuple, list)) else data
         perturbed, _ = self.perturb(x)
         return self._log(*self.loss_terms(x, perturbed, training=False))
 
-    def _log(self, loss, l1, l2):
-        for k, v in (("loss", loss), ("l1", l1), ("l2", l2)):
-            self.trackers[k].update_state(v)
-        return {k: m.result() for k, m in self.trackers.items()}
-
-    get_config = ColorizationNet.get_config
-    from_config = classmethod(ColorizationNet.from_config.__func__)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
 
