@@ -38,6 +38,32 @@ def tnbc_records(shared_data, tmp_path_factory) -> pathlib.Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def copy_real(shared_data):
+    """``copy(dataset, dest, ids) -> dest``: a raw folder of real images in the dataset's own layout, for building
+    small record sets. ``tnbc``: ids = {patient: [image ids]} (Slide_XX/ + GT_XX/ PNGs); ``crchistophenotypes``:
+    ids = image folders (imgN/ with its typed-centre .mat files)."""
+    import shutil
+
+    def copy(dataset: str, dest: pathlib.Path, ids) -> pathlib.Path:
+        if dataset == "tnbc":
+            src = shared_data / "tnbc" / "TNBC_NucleiSegmentation"
+            for patient, names in ids.items():
+                for kind in ("Slide", "GT"):
+                    (dest / f"{kind}_{patient}").mkdir(parents=True)
+                    for i in names:
+                        shutil.copy2(src / f"{kind}_{patient}" / f"{i}.png", dest / f"{kind}_{patient}" / f"{i}.png")
+        elif dataset == "crchistophenotypes":
+            src = shared_data / "crchistophenotypes" / "CRCHistoPhenotypes_2016_04_28"
+            for i in ids:
+                shutil.copytree(src / i, dest / i)
+        else:
+            raise ValueError(f"copy_real: no layout for {dataset!r}")
+        return dest
+
+    return copy
+
+
 # issue 17's mixed supervision on real images (docs/results/joint.md's build/qu-mixed in small): TNBC patient 02 is
 # the untyped training side, patient 01 the held-out test image; CRCHistoPhenotypes img1 / img2 (training split: image
 # numbers not divisible by 4, PROVENANCE.md) the typed-centre side
@@ -46,7 +72,7 @@ QU_SMALL_CRC = ("img1", "img2")
 
 
 @pytest.fixture(scope="session")
-def qu_mixed_small(shared_data, tmp_path_factory) -> pathlib.Path:
+def qu_mixed_small(copy_real, tmp_path_factory) -> pathlib.Path:
     """A mixed-supervision records folder from real images: ``train-*`` = 2 TNBC images (untyped instance maps) + 2
     CRCHistoPhenotypes images (typed centres, 4 types), ``test-*`` = 1 TNBC image of another patient."""
     import shutil
@@ -56,19 +82,12 @@ def qu_mixed_small(shared_data, tmp_path_factory) -> pathlib.Path:
     root = tmp_path_factory.mktemp("qu_mixed_small")
     out = root / "mixed"
     out.mkdir()
-    crc = shared_data / "crchistophenotypes" / "CRCHistoPhenotypes_2016_04_28"
-    for i in QU_SMALL_CRC:
-        shutil.copytree(crc / i, root / "crc_raw" / i)
-    build("crchistophenotypes", str(root / "crc_raw"), str(root / "crc"), progress=False)
+    build("crchistophenotypes", str(copy_real("crchistophenotypes", root / "crc_raw", QU_SMALL_CRC)),
+          str(root / "crc"), progress=False)
     for shard in sorted((root / "crc").glob("train-*.tfrecord.gz")):
         os.symlink(shard, out / f"train-crc-{shard.name[len('train-'):]}")
-    tnbc = shared_data / "tnbc" / "TNBC_NucleiSegmentation"
     for split, (patient, ids) in QU_SMALL_TNBC.items():
-        raw = root / f"tnbc_raw_{split}"
-        for kind in ("Slide", "GT"):
-            (raw / f"{kind}_{patient}").mkdir(parents=True)
-            for i in ids:
-                shutil.copy2(tnbc / f"{kind}_{patient}" / f"{i}.png", raw / f"{kind}_{patient}" / f"{i}.png")
+        raw = copy_real("tnbc", root / f"tnbc_raw_{split}", {patient: ids})
         build("tnbc", str(raw), str(root / f"tnbc_{split}"), progress=False)
         for shard in sorted((root / f"tnbc_{split}").glob("all-*.tfrecord.gz")):
             os.symlink(shard, out / f"{split}-tnbc-{shard.name[len('all-'):]}")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 # two patients, two images each: TNBC fold 1 (leave patient 01 out) -> eval = 01_*, train = 02_*
@@ -11,16 +9,9 @@ SMALL_TNBC = {"01": ["01_1", "01_2"], "02": ["02_1", "02_2"]}
 
 
 @pytest.fixture(scope="session")
-def tnbc_small(shared_data, tmp_path_factory):
+def tnbc_small(copy_real, tmp_path_factory):
     """A raw TNBC folder (Slide_XX/ + GT_XX/) holding copies of 4 real TNBC images and their masks."""
-    src = shared_data / "tnbc" / "TNBC_NucleiSegmentation"
-    root = tmp_path_factory.mktemp("tnbc_small")
-    for patient, ids in SMALL_TNBC.items():
-        for kind in ("Slide", "GT"):
-            (root / f"{kind}_{patient}").mkdir()
-            for i in ids:
-                shutil.copy2(src / f"{kind}_{patient}" / f"{i}.png", root / f"{kind}_{patient}" / f"{i}.png")
-    return root
+    return copy_real("tnbc", tmp_path_factory.mktemp("tnbc_small"), SMALL_TNBC)
 
 
 @pytest.fixture(scope="session")
@@ -55,17 +46,14 @@ SMALL_CRC = {"train": ["img1", "img2"], "test": ["img4", "img8"]}
 
 
 @pytest.fixture(scope="session")
-def crc_crops_small(shared_data, tmp_path_factory):
+def crc_crops_small(copy_real, tmp_path_factory):
     """32 x 32 nucleus crops (histozoo data crops) of 4 real CRCHistoPhenotypes images (SMALL_CRC), built through
     the dataset's reader: typed centres (epithelial / inflammatory / fibroblast / others), split by image."""
     from zoo.data.build import build
     from zoo.data.crops import CropConfig, write_crops
 
-    src = shared_data / "crchistophenotypes" / "CRCHistoPhenotypes_2016_04_28"
     root = tmp_path_factory.mktemp("crc_small")
-    for ids in SMALL_CRC.values():
-        for i in ids:
-            shutil.copytree(src / i, root / "raw" / i)
+    copy_real("crchistophenotypes", root / "raw", [i for ids in SMALL_CRC.values() for i in ids])
     build("crchistophenotypes", str(root / "raw"), str(root / "records"), progress=False)
     write_crops(str(root / "records"), str(root / "crops"), CropConfig(size=32), progress=False)
     return root / "crops"
