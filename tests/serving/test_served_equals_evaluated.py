@@ -119,6 +119,7 @@ def test_served_in_graph_types_equal_predict(trained, patient09, tmp_path):
             np.testing.assert_array_equal(classes[:n + 1], want.classes)
             assert (classes[n + 1:] == 0).all()
             np.testing.assert_array_equal(np.asarray(forward.last["type_map"][0]), want.classes[want.instances])
+            assert sorted(forward.last) == sorted(read_metadata(path)["outputs"])  # what the metadata promises
             votes += np.bincount(want.classes[1:], minlength=3)
     assert votes[1] > 0 and votes[2] > 0  # both types won some nuclei: not a comparison of untyped maps
 

@@ -56,6 +56,8 @@ def test_saved_model_cli_shows_the_four_signatures(exported):
                                 "instances": ["DT_INT32", "(-1, -1, -1)"],
                                 "num_instances": ["DT_INT32", "(-1)"]}, name
         assert s["method"] == "tensorflow/serving/predict"
+        # the metadata asset (serving.export.output_keys) lists exactly what the signatures return
+        assert sorted(read_metadata(str(exported["three"] / "1"))["outputs"]) == sorted(s["outputs"]), name
     assert sigs["histozoo_spec"]["inputs"] == {"unused": ["DT_INT32", "(-1)"]}
     assert sigs["histozoo_spec"]["outputs"] == {"spec": ["DT_STRING", "()"]}
 
